@@ -89,7 +89,11 @@ func main() {
 	ctx := context.Background()
 	c, err := vim25.NewClient(ctx, model.Service)
 	must(err, "in-process client")
-	build(ctx, c, spec)
+	// VM files live here while the simulator runs; removed on SIGTERM/SIGINT.
+	scratch, err := os.MkdirTemp("", "dsfleet-vcsim-")
+	must(err, "scratch dir")
+	defer os.RemoveAll(scratch)
+	build(ctx, c, spec, scratch)
 
 	cert, err := tls.LoadX509KeyPair(spec.Cert, spec.Key)
 	must(err, "load certificate")
@@ -113,7 +117,7 @@ func main() {
 	<-stop
 }
 
-func build(ctx context.Context, c *vim25.Client, spec fleetSpec) {
+func build(ctx context.Context, c *vim25.Client, spec fleetSpec, scratch string) {
 	root := object.NewRootFolder(c)
 	children, err := root.Children(ctx)
 	must(err, "list datacenters")
@@ -128,10 +132,6 @@ func build(ctx context.Context, c *vim25.Client, spec fleetSpec) {
 	}
 	folders, err := dc.Folders(ctx)
 	must(err, "datacenter folders")
-	// Each host gets its own local datastore (as a real ESXi host's boot disk does), under one scratch dir.
-	scratch, err := os.MkdirTemp("", "dsfleet-vcsim-")
-	must(err, "scratch dir")
-	defer os.RemoveAll(scratch)
 	for _, cl := range spec.Clusters {
 		cluster, err := folders.HostFolder.CreateCluster(ctx, cl.Name, types.ClusterConfigSpecEx{})
 		must(err, "create cluster "+cl.Name)
@@ -143,6 +143,7 @@ func build(ctx context.Context, c *vim25.Client, spec fleetSpec) {
 			host := object.NewHostSystem(c, info.Result.(types.ManagedObjectReference))
 			pool, err := host.ResourcePool(ctx)
 			must(err, "resource pool of "+h.Name)
+			// Each host gets its own local datastore, as a real ESXi host's local disk.
 			ds := localDatastore(ctx, host, scratch, h.Name)
 			for _, v := range h.VMs {
 				createVM(ctx, c, folders.VmFolder, pool, host, ds, v)

@@ -1,0 +1,216 @@
+"""Joined, scoped views of a snapshot: the subjects each check is parametrized over.
+
+This is the one place that decides what is in scope and what counts as a DSVA, a relay, an agent, a
+protected VM or a Windows VM; checks never re-implement selection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+from .snapshot import DsmComputer, RelayGroupFacts, Snapshot, VcHost, VcVm
+from .versions import Build
+
+
+class Unavailable(Exception):
+    """The facts needed to enumerate or judge a subject were not gathered; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One object a check judges: a DSM computer, a VM, an ESXi host, or a joined pair of them."""
+
+    object_id: str
+    computer: DsmComputer | None = None
+    vm: VcVm | None = None
+    host: VcHost | None = None
+    dsva_vms: tuple[VcVm, ...] = ()
+
+    @property
+    def identity(self) -> str:
+        """Asset identity for the report: DSM ID, VM UUID, ESXi host, platform."""
+        parts = []
+        if self.computer is not None:
+            parts.append(f"DSM ID {self.computer.id}")
+            if self.computer.platform:
+                parts.append(self.computer.platform.split("(")[0].strip())
+        if self.vm is not None and self.vm.uuid:
+            parts.append(f"UUID {self.vm.uuid}")
+        if self.host is not None:
+            parts.append(f"host {self.host.name}" + (f" / cluster {self.host.cluster}" if self.host.cluster else ""))
+        return "; ".join(parts)
+
+
+def _is_windows(vm: VcVm) -> bool:
+    return (vm.guest_family or "").lower() == "windowsguest" or (vm.guest_id or "").lower().startswith("win")
+
+
+def agent_build(computer: DsmComputer) -> Build | None:
+    """The activated agent's build, or None when the DSM reports no agent (absent or 0.0.0.0)."""
+    if not computer.agent_version:
+        return None
+    try:
+        build = Build.parse(computer.agent_version)
+    except ValueError:
+        return None
+    return None if build.is_null else build
+
+
+class Fleet:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self._pattern = re.compile(snap.inventory.dsva_vm_pattern)
+        self.computers = {c.id: c for c in snap.dsm.computers}
+        self.hosts = {h.key: h for vc in snap.vcenters for h in vc.hosts}
+        self.vms = {vm.key: vm for vc in snap.vcenters for vm in vc.vms}
+        self.vm_of = {m.computer_id: m.vm_key for m in snap.join.matches}
+        self.computer_of = {m.vm_key: m.computer_id for m in snap.join.matches}
+        self.match_method = {m.computer_id: m.method for m in snap.join.matches}
+
+    # -- sources -------------------------------------------------------------------------------------
+
+    def require_dsm(self) -> None:
+        if self.snap.dsm.error:
+            raise Unavailable(f"DSM {self.snap.dsm.url} was not read: {self.snap.dsm.error}")
+
+    def require_vcenters(self) -> None:
+        failed = [f"vCenter {vc.name} ({vc.url}) was not read: {vc.error}" for vc in self.snap.vcenters if vc.error]
+        if failed:
+            raise Unavailable("; ".join(failed))
+
+    # -- scope ---------------------------------------------------------------------------------------
+
+    @cached_property
+    def hosts_in_scope(self) -> list[VcHost]:
+        inv = self.snap.inventory
+        clusters = {c.lower() for c in inv.scope_clusters}
+        names = {h.lower() for h in inv.scope_hosts}
+        every = not clusters and not names
+        return sorted((h for h in self.hosts.values()
+                       if every or h.name.lower() in names or (h.cluster or "").lower() in clusters),
+                      key=lambda h: h.name)
+
+    @cached_property
+    def _scoped_host_keys(self) -> set[str]:
+        return {h.key for h in self.hosts_in_scope}
+
+    def vm_in_scope(self, vm: VcVm) -> bool:
+        return vm.host_key in self._scoped_host_keys and not vm.template
+
+    def is_dsva_vm(self, vm: VcVm) -> bool:
+        return bool(self._pattern.search(vm.name))
+
+    def vm_for(self, computer: DsmComputer) -> VcVm | None:
+        key = self.vm_of.get(computer.id)
+        return self.vms.get(key) if key else None
+
+    def computer_for(self, vm: VcVm) -> DsmComputer | None:
+        cid = self.computer_of.get(vm.key)
+        return self.computers.get(cid) if cid is not None else None
+
+    def host_of(self, vm: VcVm | None) -> VcHost | None:
+        return self.hosts.get(vm.host_key) if vm is not None and vm.host_key else None
+
+    def _vm_target(self, vm: VcVm, computer: DsmComputer | None) -> Target:
+        host = self.host_of(vm)
+        return Target(f"{vm.name}@{host.name if host else '?'}", computer=computer, vm=vm, host=host)
+
+    def _computer_target(self, computer: DsmComputer) -> Target:
+        vm = self.vm_for(computer)
+        if vm is not None:
+            return self._vm_target(vm, computer)
+        return Target(computer.name, computer=computer)
+
+    # -- subjects ------------------------------------------------------------------------------------
+
+    def esx_hosts(self) -> list[Target]:
+        self.require_vcenters()
+        by_host: dict[str, list[VcVm]] = {}
+        for vm in self.vms.values():
+            if vm.host_key and self.is_dsva_vm(vm):
+                by_host.setdefault(vm.host_key, []).append(vm)
+        return [Target(h.name, host=h, dsva_vms=tuple(sorted(by_host.get(h.key, []), key=lambda v: v.name)))
+                for h in self.hosts_in_scope]
+
+    def dsvas(self) -> list[Target]:
+        """Every DSVA VM on a host in scope, with its DSM record when the join found one."""
+        self.require_vcenters()
+        self.require_dsm()
+        vms = [vm for vm in self.vms.values() if self.vm_in_scope(vm) and self.is_dsva_vm(vm)]
+        return sorted((self._vm_target(vm, self.computer_for(vm)) for vm in vms), key=lambda t: t.object_id)
+
+    @cached_property
+    def _dsva_computer_ids(self) -> set[int]:
+        return {self.computer_of[vm.key] for vm in self.vms.values()
+                if self.is_dsva_vm(vm) and vm.key in self.computer_of}
+
+    def relays(self) -> list[Target]:
+        """Every computer with the relay feature on; relays serve the whole scope, so none is scoped out."""
+        self.require_dsm()
+        known = [c for c in self.computers.values() if c.is_relay is not None]
+        if self.computers and not known:
+            raise Unavailable("the DSM reported no computerSettings.platformSettingRelayState for any computer")
+        return sorted((self._computer_target(c) for c in known if c.is_relay), key=lambda t: t.object_id)
+
+    def agents(self) -> list[Target]:
+        """Computers with an activated agent that are neither relays nor DSVAs, within scope."""
+        self.require_dsm()
+        self.require_vcenters()
+        out = []
+        for c in self.computers.values():
+            if c.is_relay or c.id in self._dsva_computer_ids or agent_build(c) is None and not _bad_version(c):
+                continue
+            vm = self.vm_for(c)
+            if vm is None and not self.snap.inventory.include_unmatched_agents:
+                continue
+            if vm is not None and not self.vm_in_scope(vm):
+                continue
+            out.append(self._computer_target(c))
+        return sorted(out, key=lambda t: t.object_id)
+
+    def protected_vms(self) -> list[Target]:
+        """Computers the DSM protects through a DSVA (applianceFingerPrint present), within scope."""
+        self.require_dsm()
+        self.require_vcenters()
+        out = []
+        for c in self.computers.values():
+            if not c.appliance_protected or c.id in self._dsva_computer_ids:
+                continue
+            vm = self.vm_for(c)
+            if vm is not None and not self.vm_in_scope(vm):
+                continue
+            out.append(self._computer_target(c))
+        return sorted(out, key=lambda t: t.object_id)
+
+    def windows_vms(self) -> list[Target]:
+        """Every Windows VM in scope (by guest family or configured guest OS), DSVAs excluded."""
+        self.require_vcenters()
+        self.require_dsm()
+        vms = [vm for vm in self.vms.values() if self.vm_in_scope(vm) and _is_windows(vm) and not self.is_dsva_vm(vm)]
+        return sorted((self._vm_target(vm, self.computer_for(vm)) for vm in vms), key=lambda t: t.object_id)
+
+    def ordering_subjects(self) -> list[Target]:
+        """Agents and DSVAs: everything that downloads updates from a relay group."""
+        return sorted(self.agents() + [t for t in self.dsvas() if t.computer is not None],
+                      key=lambda t: t.object_id)
+
+    # -- relay groups ----------------------------------------------------------------------------------
+
+    def relay_group(self, group_id: int) -> RelayGroupFacts | None:
+        for g in self.snap.relay_groups:
+            if g.id == group_id:
+                return g
+        return None
+
+
+def _bad_version(c: DsmComputer) -> bool:
+    """An agentVersion that is present but unreadable must be judged (and fail), not skipped."""
+    if not c.agent_version:
+        return False
+    try:
+        Build.parse(c.agent_version)
+    except ValueError:
+        return True
+    return False

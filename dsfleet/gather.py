@@ -1,0 +1,125 @@
+"""Run the gatherers once and assemble the snapshot. Read-only; failures become recorded reasons."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from . import vcenter
+from .dsm import DsmClient
+from .errors import GatherError
+from .inventory import Inventory
+from .join import join
+from .snapshot import (SCHEMA, VERSION, DsmComputer, DsmFacts, InventoryRef, RelayGroupFacts, Snapshot,
+                       VcenterFacts)
+
+# Only what the checks read: status messages, anti-malware state, the relay setting, the VM summary.
+DSM_EXPAND = ["computerStatus", "antiMalware", "computerSettings", "vmwareVMVirtualMachineSummary"]
+
+
+def dsm_client(inv: Inventory) -> DsmClient:
+    return DsmClient(base_url=inv.dsm.url, api_key=inv.secret(inv.dsm.api_key_env, "dsm.api_key_env"),
+                     auth_style=inv.dsm.auth, verify=inv.dsm.tls.requests_verify, timeout_s=inv.dsm.timeout_s,
+                     retries=inv.dsm.retries)
+
+
+def computer_from_api(raw: dict[str, Any]) -> DsmComputer:
+    """Reduce one REST computer object to the snapshot record (field names per the official SDK)."""
+    status = raw.get("computerStatus") or {}
+    am = raw.get("antiMalware") or {}
+    module = am.get("moduleStatus") or {}
+    summary = raw.get("vmwareVMVirtualMachineSummary") or {}
+    settings = raw.get("computerSettings")
+    relay_setting = (settings or {}).get("platformSettingRelayState") or {}
+    relay_value = relay_setting.get("value") if isinstance(relay_setting, dict) else None
+    relay_list = raw.get("relayListID")
+    return DsmComputer(
+        id=int(raw["ID"]), host_name=raw.get("hostName") or "", display_name=raw.get("displayName") or "",
+        platform=raw.get("platform") or "", agent_version=raw.get("agentVersion"),
+        relay_list_id=int(relay_list) if relay_list is not None else None,
+        is_relay=None if relay_value is None else str(relay_value).lower() == "true",
+        appliance_protected=bool(raw.get("applianceFingerPrint")),
+        bios_uuid=raw.get("biosUUID") or summary.get("biosUUID"),
+        agent_status=status.get("agentStatus"), agent_messages=list(status.get("agentStatusMessages") or []),
+        appliance_status=status.get("applianceStatus"),
+        appliance_messages=list(status.get("applianceStatusMessages") or []),
+        am_state=am.get("state"),
+        am_messages=[m for m in (module.get("agentStatusMessage"), module.get("applianceStatusMessage")) if m],
+        vm_state=summary.get("state"),
+    )
+
+
+def gather_dsm(inv: Inventory, client: DsmClient | None = None) -> DsmFacts:
+    facts = DsmFacts(url=inv.dsm.url, auth=inv.dsm.auth, tls_verify=inv.dsm.tls.verify)
+    client = client or dsm_client(inv)
+    try:
+        facts.computers = [computer_from_api(c)
+                           for c in client.search_computers(DSM_EXPAND, page_size=inv.dsm.page_size)]
+    except GatherError as err:
+        facts.error = str(err)
+        facts.computers = []
+    except (KeyError, TypeError, ValueError) as err:
+        facts.error = f"unexpected computer record from the DSM: {err!r}"
+        facts.computers = []
+    if facts.error is None:
+        if inv.dsm.on_premises:
+            try:
+                facts.manager_version = client.manager_version()
+            except GatherError as err:
+                facts.manager_version_error = str(err)
+        else:
+            facts.manager_version_error = ("not applicable: Cloud One / Vision One managers are run and "
+                                           "upgraded by Trend Micro")
+    facts.api_calls = client.calls
+    return facts
+
+
+def gather_vcenter(inv: Inventory, index: int) -> VcenterFacts:
+    endpoint = inv.vcenters[index]
+    password = inv.secret(endpoint.password_env, f"vcenters[{index}].password_env")
+    return vcenter.gather(endpoint, password)
+
+
+def relay_groups(inv: Inventory, computers: list[DsmComputer]) -> list[RelayGroupFacts]:
+    """Relay group membership: from the inventory where given, else inferred (the API does not expose it)."""
+    relays = [c for c in computers if c.is_relay]
+    by_name = {n.lower(): c for c in relays for n in (c.host_name, c.display_name) if n}
+    groups: dict[int, RelayGroupFacts] = {}
+    for g in inv.relay_groups:
+        members = [by_name[n.lower()] for n in g.relays if n.lower() in by_name]
+        groups[g.id] = RelayGroupFacts(id=g.id, name=g.name, relay_ids=sorted(c.id for c in members),
+                                       source="inventory",
+                                       unresolved=[n for n in g.relays if n.lower() not in by_name])
+    referenced = {c.relay_list_id for c in computers if c.relay_list_id is not None}
+    for gid in sorted(referenced - set(groups)):
+        members = [c for c in relays if c.relay_list_id == gid]
+        groups[gid] = RelayGroupFacts(id=gid, name=f"relay group {gid}", relay_ids=sorted(c.id for c in members),
+                                      source="inferred from each relay's own relayListID")
+    return [groups[k] for k in sorted(groups)]
+
+
+def gather(inv: Inventory) -> Snapshot:
+    """Gather every source concurrently (each is one bulk conversation) and join the results."""
+    started = time.monotonic()
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    # Resolve every secret first: a missing one is an input error before anything is contacted.
+    client = dsm_client(inv)
+    for i, vc in enumerate(inv.vcenters):
+        inv.secret(vc.password_env, f"vcenters[{i}].password_env")
+    with ThreadPoolExecutor(max_workers=1 + len(inv.vcenters)) as pool:
+        dsm_future = pool.submit(gather_dsm, inv, client)
+        vc_futures = [pool.submit(gather_vcenter, inv, i) for i in range(len(inv.vcenters))]
+        dsm = dsm_future.result()
+        vcenters = [f.result() for f in vc_futures]
+    all_vms = [vm for vc in vcenters for vm in vc.vms]
+    return Snapshot(
+        schema=SCHEMA, version=VERSION, created_utc=created, gather_seconds=round(time.monotonic() - started, 3),
+        inventory=InventoryRef(name=inv.name, path=str(inv.path), sha256=inv.sha256, nsx=inv.nsx,
+                               scope_clusters=list(inv.scope.clusters), scope_hosts=list(inv.scope.hosts),
+                               dsva_vm_pattern=inv.dsva_vm_pattern,
+                               include_unmatched_agents=inv.dsm.include_unmatched_agents, tls_exceptions=inv.tls_exceptions),
+        dsm=dsm, vcenters=vcenters, join=join(dsm.computers, all_vms),
+        relay_groups=relay_groups(inv, dsm.computers),
+    )

@@ -1,0 +1,313 @@
+"""The inventory: which DSM and vCenters to read, how to trust them, and what is in scope.
+
+Validated on load. Every problem raises :class:`InputError` naming the file, the key path and what is
+expected. Secrets are never read from the file: it names environment variables, resolved by
+:meth:`Inventory.secret` at gather time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import InputError
+
+T = TypeVar("T")
+
+DSM_AUTH_STYLES = ("api-secret-key", "apikey")  # on-premises DSM / Cloud One or Vision One
+NSX_FLAVOURS = ("nsx-v", "nsx-t")
+DEFAULT_DSVA_PATTERN = r"^Trend Micro Deep Security"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Tls:
+    verify: bool
+    ca_bundle: Path | None  # None: the system trust store
+
+    @property
+    def requests_verify(self) -> bool | str:
+        if not self.verify:
+            return False
+        return str(self.ca_bundle) if self.ca_bundle else True
+
+
+@dataclass(frozen=True)
+class DsmEndpoint:
+    url: str  # base, without /api
+    auth: str
+    api_key_env: str
+    tls: Tls
+    timeout_s: float
+    retries: int
+    page_size: int
+    include_unmatched_agents: bool
+
+    @property
+    def on_premises(self) -> bool:
+        return self.auth == "api-secret-key"
+
+
+@dataclass(frozen=True)
+class VcenterEndpoint:
+    name: str
+    url: str
+    user: str
+    password_env: str
+    tls: Tls
+    timeout_s: float
+    page_size: int
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 443
+
+
+@dataclass(frozen=True)
+class Scope:
+    clusters: tuple[str, ...]
+    hosts: tuple[str, ...]
+
+    @property
+    def everything(self) -> bool:
+        return not self.clusters and not self.hosts
+
+    def includes(self, host: str, cluster: str | None) -> bool:
+        if self.everything:
+            return True
+        return host.lower() in {h.lower() for h in self.hosts} or (
+            cluster is not None and cluster.lower() in {c.lower() for c in self.clusters})
+
+
+@dataclass(frozen=True)
+class RelayGroup:
+    id: int
+    name: str
+    relays: tuple[str, ...]  # DSM hostName or displayName of each member relay
+
+
+@dataclass(frozen=True)
+class Proxy:
+    url: str
+    user_env: str | None
+    password_env: str | None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    sha256: str
+    name: str
+    dsm: DsmEndpoint
+    vcenters: tuple[VcenterEndpoint, ...]
+    scope: Scope
+    nsx: str
+    dsva_vm_pattern: str
+    relay_groups: tuple[RelayGroup, ...]
+    update_proxy: Proxy | None
+
+    def secret(self, env_name: str, field: str) -> str:
+        """The value of the environment variable an inventory field names; never logged."""
+        value = os.environ.get(env_name)
+        if not value:
+            raise InputError(str(self.path), field, f"environment variable {env_name} to be set (it holds a secret)")
+        return value
+
+    @property
+    def tls_exceptions(self) -> list[str]:
+        """Every endpoint whose TLS verification the inventory turned off: shown in the report."""
+        out = [] if self.dsm.tls.verify else [f"DSM {self.dsm.url}"]
+        out += [f"vCenter {vc.url}" for vc in self.vcenters if not vc.tls.verify]
+        return out
+
+
+class _Node:
+    """A mapping being validated; knows its file and key path for error messages."""
+
+    def __init__(self, file: str, path: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise InputError(file, path or "(top level)", "a mapping", type(data).__name__)
+        self.file, self.path, self.data = file, path, data
+        self.used: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, kind: type[T] | tuple[type, ...], expected: str, default: Any = ...,
+            check: Callable[[Any], bool] | None = None) -> Any:
+        self.used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise InputError(self.file, self._key(key), f"{expected} (required)")
+            return default
+        value = self.data[key]
+        # bool is an int in Python: do not let `true` pass as a number, nor 1 as a bool.
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float, (int, float)))
+        if not ok or (check is not None and not check(value)):
+            raise InputError(self.file, self._key(key), expected, value)
+        return value
+
+    def child(self, key: str, required: bool = True) -> "_Node | None":
+        self.used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise InputError(self.file, self._key(key), "a mapping (required)")
+            return None
+        return _Node(self.file, self._key(key), self.data[key])
+
+    def items(self, key: str, required: bool = True) -> list["_Node"]:
+        self.used.add(key)
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise InputError(self.file, self._key(key), "a non-empty list (required)")
+            return []
+        if not isinstance(value, list) or (required and not value):
+            raise InputError(self.file, self._key(key), "a non-empty list" if required else "a list", value)
+        return [_Node(self.file, f"{self._key(key)}[{i}]", item) for i, item in enumerate(value)]
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list, "a list of strings", default=[])
+        if not all(isinstance(v, str) and v for v in value):
+            raise InputError(self.file, self._key(key), "a list of non-empty strings", value)
+        return tuple(value)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise InputError(self.file, self._key(unknown[0]), "no such key (known: " + ", ".join(sorted(self.used)) + ")")
+
+
+def _https_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme == "https" and bool(parts.hostname)
+
+
+def _env_name(value: str) -> bool:
+    return bool(_ENV_NAME.match(value))
+
+
+def _tls(node: _Node, base: Path) -> Tls:
+    tls = node.child("tls", required=False)
+    if tls is None:
+        return Tls(verify=True, ca_bundle=None)
+    verify = tls.get("verify", bool, "true or false", default=True)
+    ca = tls.get("ca_bundle", str, "a path to a PEM CA bundle", default=None)
+    ca_path = None
+    if ca is not None:
+        ca_path = (base / ca).resolve() if not os.path.isabs(ca) else Path(ca)
+        if not ca_path.is_file():
+            raise InputError(tls.file, f"{tls.path}.ca_bundle", "an existing PEM file", ca)
+    tls.done()
+    return Tls(verify=verify, ca_bundle=ca_path)
+
+
+def load(path: str | Path) -> Inventory:
+    """Load and validate an inventory file."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(file, "(file)", "a readable inventory file", err.strerror) from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise InputError(file, where, "valid YAML", str(getattr(err, "problem", err))) from None
+    base = Path(path).resolve().parent
+    top = _Node(file, "", data)
+    name = top.get("name", str, "a non-empty name for reports", check=bool)
+
+    d = top.child("dsm")
+    assert d is not None
+    dsm = DsmEndpoint(
+        url=d.get("url", str, "an https:// URL of the DSM (without /api)", check=_https_url).rstrip("/"),
+        auth=d.get("auth", str, "one of " + ", ".join(DSM_AUTH_STYLES), default="api-secret-key",
+                   check=lambda v: v in DSM_AUTH_STYLES),
+        api_key_env=d.get("api_key_env", str, "the name of an environment variable", check=_env_name),
+        tls=_tls(d, base),
+        timeout_s=float(d.get("timeout_s", (int, float), "a positive number of seconds", default=30,
+                              check=lambda v: v > 0)),
+        retries=d.get("retries", int, "an integer from 0 to 10", default=4, check=lambda v: 0 <= v <= 10),
+        page_size=d.get("page_size", int, "an integer from 1 to 5000", default=5000,
+                        check=lambda v: 1 <= v <= 5000),
+        include_unmatched_agents=d.get("include_unmatched_agents", bool, "true or false", default=True),
+    )
+    d.done()
+
+    vcenters = []
+    seen: set[str] = set()
+    for v in top.items("vcenters"):
+        vc = VcenterEndpoint(
+            name=v.get("name", str, "a unique name", check=bool),
+            url=v.get("url", str, "an https:// URL of the vCenter", check=_https_url),
+            user=v.get("user", str, "a user name", check=bool),
+            password_env=v.get("password_env", str, "the name of an environment variable", check=_env_name),
+            tls=_tls(v, base),
+            timeout_s=float(v.get("timeout_s", (int, float), "a positive number of seconds", default=60,
+                                  check=lambda x: x > 0)),
+            page_size=v.get("page_size", int, "a positive integer", default=1000, check=lambda x: x > 0),
+        )
+        if vc.name in seen:
+            raise InputError(file, f"{v.path}.name", "a name not used by another vCenter", vc.name)
+        seen.add(vc.name)
+        v.done()
+        vcenters.append(vc)
+
+    s = top.child("scope", required=False)
+    scope = Scope((), ())
+    if s is not None:
+        scope = Scope(clusters=s.strings("clusters"), hosts=s.strings("hosts"))
+        s.done()
+
+    nsx = top.get("nsx", str, "one of " + ", ".join(NSX_FLAVOURS), check=lambda v: v in NSX_FLAVOURS)
+
+    pattern = DEFAULT_DSVA_PATTERN
+    dv = top.child("dsva", required=False)
+    if dv is not None:
+        pattern = dv.get("vm_name_pattern", str, "a regular expression", default=DEFAULT_DSVA_PATTERN,
+                         check=_compiles)
+        dv.done()
+
+    groups = []
+    for g in top.items("relay_groups", required=False):
+        gid = g.get("id", int, "the relay group's relayListID (an integer >= 0)", check=lambda v: v >= 0)
+        groups.append(RelayGroup(id=gid, name=g.get("name", str, "a name", default=f"relay group {gid}"),
+                                 relays=g.strings("relays")))
+        g.done()
+
+    proxy = None
+    p = top.child("update_proxy", required=False)
+    if p is not None:
+        proxy = Proxy(
+            url=p.get("url", str, "an http:// or https:// proxy URL",
+                      check=lambda v: urlsplit(v).scheme in ("http", "https") and bool(urlsplit(v).hostname)),
+            user_env=p.get("user_env", str, "the name of an environment variable", default=None, check=_env_name),
+            password_env=p.get("password_env", str, "the name of an environment variable", default=None,
+                               check=_env_name),
+        )
+        p.done()
+    top.done()
+    return Inventory(path=Path(path), sha256=hashlib.sha256(raw).hexdigest(), name=name, dsm=dsm,
+                     vcenters=tuple(vcenters), scope=scope, nsx=nsx, dsva_vm_pattern=pattern,
+                     relay_groups=tuple(groups), update_proxy=proxy)
+
+
+def _compiles(value: str) -> bool:
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True

@@ -1,0 +1,109 @@
+"""The pytest entry point of dsfleet: options, the ``check`` marker, and the verdict helpers checks use.
+
+This is the only library module that imports pytest. Session fixtures, fan-out and report hooks live in
+the project's ``fixtures/`` package, registered by its top-level ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any, NoReturn
+
+import pytest
+
+from .buildpolicy import BuildPolicy, Status, Verdict, platform_column
+from .snapshot import DsmComputer
+from .versions import Build
+
+EVIDENCE = pytest.StashKey[dict[str, str]]()
+_current: contextvars.ContextVar[pytest.Item | None] = contextvars.ContextVar("dsfleet_item", default=None)
+
+
+class CheckFailure(AssertionError):
+    """The fleet is out of compliance; carries what was observed and what is required."""
+
+    def __init__(self, observed: str, required: str) -> None:
+        super().__init__(f"observed: {observed} | required: {required}")
+        self.observed, self.required = observed, required
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dsfleet", "Deep Security agentless fleet compliance")
+    group.addoption("--inventory", metavar="FILE",
+                    help="inventory YAML (default: the lab inventory, reports/lab/inventory.yml)")
+    group.addoption("--snapshot", metavar="FILE",
+                    help="re-run the checks offline from a snapshot.json written by an earlier run")
+    group.addoption("--run-dir", metavar="DIR",
+                    help="where to write snapshot, reports and results (default: reports/<UTC time>)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "check(id): a fleet compliance check with its catalog id (e.g. BLD-001)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    token = _current.set(item)
+    try:
+        return (yield)
+    finally:
+        _current.reset(token)
+
+
+def _record(observed: str, required: str) -> None:
+    item = _current.get()
+    if item is not None:
+        item.stash[EVIDENCE] = {"observed": observed, "required": required}
+
+
+def expect(condition: bool, *, observed: str, required: str) -> None:
+    """Pass when ``condition`` holds; the observed and required texts go into every report either way."""
+    __tracebackhide__ = True
+    _record(observed, required)
+    if not condition:
+        raise CheckFailure(observed, required)
+
+
+def no_evidence(reason: str, required: str = "evidence for this check") -> NoReturn:
+    """Fail closed: the fact this check needs is missing for this object."""
+    __tracebackhide__ = True
+    _record(f"no evidence: {reason}", required)
+    raise CheckFailure(f"no evidence: {reason}", required)
+
+
+def not_applicable(reason: str) -> NoReturn:
+    pytest.skip(f"not applicable: {reason}")
+
+
+def agent_build_of(computer: DsmComputer, what: str) -> Build:
+    """The computer's agent build, failing closed when the DSM reports none or an unreadable one."""
+    __tracebackhide__ = True
+    if not computer.agent_version:
+        no_evidence(f"the DSM reports no agentVersion for this {what}", "a reported agent build")
+    try:
+        build = Build.parse(computer.agent_version)
+    except ValueError:
+        no_evidence(f"agentVersion {computer.agent_version!r} is not a build number", "a reported agent build")
+    if build.is_null:
+        no_evidence(f"agentVersion is 0.0.0.0: no activated agent on this {what}", "an activated agent")
+    return build
+
+
+def classify_computer(policy: BuildPolicy, computer: DsmComputer, what: str) -> Verdict:
+    """The KB verdict for an agent or relay, by the column its platform string maps to."""
+    __tracebackhide__ = True
+    build = agent_build_of(computer, what)
+    column = platform_column(computer.platform)
+    if column is None:
+        no_evidence(f"platform {computer.platform!r} does not map to a KB column (Windows/Linux/Unix/macOS)",
+                    "a platform the KB lists")
+    return policy.classify(build, column)
+
+
+def judge_build(verdict: Verdict) -> None:
+    """Turn a KB verdict into an outcome: compliant passes, 10.0 is a manual-review skip, the rest fail."""
+    __tracebackhide__ = True
+    if verdict.status is Status.MANUAL:
+        _record(verdict.detail, verdict.required)
+        pytest.skip(f"manual review: {verdict.detail}; {verdict.required}")
+    expect(verdict.status.compliant, observed=f"{verdict.detail} [{verdict.status.value}]", required=verdict.required)

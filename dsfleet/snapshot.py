@@ -1,0 +1,221 @@
+"""The fleet snapshot: every gathered fact, typed, versioned, written as JSON — the run's evidence.
+
+A source that could not be read keeps ``error`` set to the reason; the checks that need it then error
+with that reason (fail closed). Secrets are never stored: only URLs, names and environment variable names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+SCHEMA = "dsfleet-snapshot"
+VERSION = 1
+
+
+@dataclass
+class DsmComputer:
+    """One DSM computer record, reduced to the fields the checks read (names as in the REST API)."""
+
+    id: int
+    host_name: str
+    display_name: str
+    platform: str
+    agent_version: str | None
+    relay_list_id: int | None
+    is_relay: bool | None  # computerSettings.platformSettingRelayState; None when not reported
+    appliance_protected: bool  # applianceFingerPrint present: activated through a DSVA
+    bios_uuid: str | None
+    agent_status: str | None
+    agent_messages: list[str]
+    appliance_status: str | None
+    appliance_messages: list[str]
+    am_state: str | None
+    am_messages: list[str]  # antiMalware.moduleStatus agent/appliance status messages
+    vm_state: str | None  # vmwareVMVirtualMachineSummary.state, e.g. "Powered On"
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.host_name
+
+
+@dataclass
+class DsmFacts:
+    url: str
+    auth: str
+    tls_verify: bool
+    error: str | None = None
+    manager_version: str | None = None
+    manager_version_error: str | None = None
+    computers: list[DsmComputer] = field(default_factory=list)
+    api_calls: int = 0
+
+
+@dataclass
+class VcHost:
+    key: str  # <vcenter>/<moid>
+    name: str
+    cluster: str | None
+    connection_state: str | None
+    in_maintenance: bool | None
+    product: str | None
+
+
+@dataclass
+class VcVm:
+    key: str  # <vcenter>/<moid>
+    name: str
+    host_key: str | None
+    power_state: str | None  # poweredOn | poweredOff | suspended
+    uuid: str | None  # config.uuid, the BIOS UUID the DSM also reports
+    instance_uuid: str | None
+    guest_id: str | None  # config.guestId
+    guest_family: str | None  # guest.guestFamily, from VMware Tools
+    tools_running: str | None  # guest.toolsRunningStatus
+    tools_version_status: str | None  # guest.toolsVersionStatus2
+    guest_hostname: str | None
+    template: bool
+
+
+@dataclass
+class VcenterFacts:
+    name: str
+    url: str
+    tls_verify: bool
+    error: str | None = None
+    product: str | None = None
+    version: str | None = None
+    build: str | None = None
+    instance_uuid: str | None = None
+    hosts: list[VcHost] = field(default_factory=list)
+    vms: list[VcVm] = field(default_factory=list)
+    api_calls: int = 0
+
+
+@dataclass
+class Match:
+    computer_id: int
+    vm_key: str
+    method: str  # "uuid" or "name"
+
+
+@dataclass
+class JoinResult:
+    matches: list[Match] = field(default_factory=list)
+    unmatched_computers: list[int] = field(default_factory=list)
+    unmatched_vms: list[str] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)  # human-readable notes
+
+
+@dataclass
+class RelayGroupFacts:
+    id: int
+    name: str
+    relay_ids: list[int]
+    source: str  # "inventory" or "inferred from each relay's relayListID"
+    unresolved: list[str] = field(default_factory=list)  # inventory names with no DSM relay
+
+
+@dataclass
+class InventoryRef:
+    name: str
+    path: str
+    sha256: str
+    nsx: str
+    scope_clusters: list[str]
+    scope_hosts: list[str]
+    dsva_vm_pattern: str
+    include_unmatched_agents: bool
+    tls_exceptions: list[str]
+
+
+@dataclass
+class Snapshot:
+    schema: str
+    version: int
+    created_utc: str
+    gather_seconds: float
+    inventory: InventoryRef
+    dsm: DsmFacts
+    vcenters: list[VcenterFacts]
+    join: JoinResult
+    relay_groups: list[RelayGroupFacts]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    def write(self, path: Path) -> str:
+        """Write the snapshot; return its SHA-256 (shown in the report so it can be re-verified)."""
+        data = self.to_json().encode("utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+
+def load(path: Path) -> tuple[Snapshot, str]:
+    """Read a snapshot written by :meth:`Snapshot.write`; return it with its SHA-256."""
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(file, "(file)", "a readable snapshot JSON file", err.strerror) from None
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        raise InputError(file, "(file)", "JSON written by dsfleet", str(err)) from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise InputError(file, "schema", f"{SCHEMA!r}", data.get("schema") if isinstance(data, dict) else data)
+    if data.get("version") != VERSION:
+        raise InputError(file, "version", f"{VERSION} (this dsfleet reads snapshot version {VERSION})",
+                         data.get("version"))
+    snap = _build(Snapshot, data, file, "")
+    return snap, hashlib.sha256(raw).hexdigest()
+
+
+def _build(cls: Any, data: Any, file: str, path: str) -> Any:
+    """Rebuild a dataclass from JSON, checking every field's type; errors name the field path."""
+    if not isinstance(data, dict):
+        raise InputError(file, path or "(top level)", f"an object for {cls.__name__}", data)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        where = f"{path}.{f.name}" if path else f.name
+        if f.name not in data:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise InputError(file, where, "present (required)")
+        kwargs[f.name] = _value(hints[f.name], data[f.name], file, where)
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise InputError(file, f"{path}.{unknown[0]}" if path else unknown[0], "no such field")
+    return cls(**kwargs)
+
+
+def _value(hint: Any, value: Any, file: str, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _value(inner[0], value, file, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(file, where, "a list", value)
+        (item,) = typing.get_args(hint)
+        return [_value(item, v, file, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, file, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise InputError(file, where, hint.__name__, value)
+    return value

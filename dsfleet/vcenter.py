@@ -1,0 +1,162 @@
+"""Read-only vCenter gatherer over pyvmomi: every host and VM in one property-collector query.
+
+One ContainerView over the root folder and one ``RetrievePropertiesEx`` (continued with
+``ContinueRetrievePropertiesEx`` while the server returns a token) read every property the checks
+need; nothing is read per object. An explicit SSL context is always passed, because pyvmomi silently
+disables verification for loopback hosts when none is given.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim, vmodl
+
+from .errors import AuthError, GatherError
+from .inventory import VcenterEndpoint
+from .snapshot import VcenterFacts, VcHost, VcVm
+
+VM_PROPERTIES = (
+    "name", "runtime.powerState", "runtime.host", "config.uuid", "config.instanceUuid", "config.guestId",
+    "config.template", "guest.guestFamily", "guest.toolsRunningStatus", "guest.toolsVersionStatus2",
+    "guest.hostName",
+)
+HOST_PROPERTIES = ("name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode",
+                   "summary.config.product.fullName")
+CLUSTER_PROPERTIES = ("name",)
+
+
+def ssl_context(verify: bool, ca_bundle: str | None) -> ssl.SSLContext:
+    """The context pyvmomi must use: verifying (system store or the CA bundle) unless turned off."""
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
+@dataclass
+class CallCounter:
+    """Counts SOAP calls made through a pyvmomi stub after login (for the benchmark and the snapshot)."""
+
+    calls: int = 0
+
+    def wrap(self, stub: Any) -> None:
+        for name in ("InvokeMethod", "InvokeAccessor"):
+            original: Callable[..., Any] = getattr(stub, name)
+
+            def counted(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+                self.calls += 1
+                return _original(*args, **kwargs)
+
+            setattr(stub, name, counted)
+
+
+def connect(endpoint: VcenterEndpoint, password: str) -> Any:
+    context = ssl_context(endpoint.tls.verify, str(endpoint.tls.ca_bundle) if endpoint.tls.ca_bundle else None)
+    try:
+        return SmartConnect(host=endpoint.host, port=endpoint.port, user=endpoint.user, pwd=password,
+                            sslContext=context, httpConnectionTimeout=int(endpoint.timeout_s))
+    except vim.fault.InvalidLogin:
+        raise AuthError(f"authentication failed: vCenter {endpoint.url} rejected user {endpoint.user}") from None
+    except ssl.SSLError as err:
+        raise GatherError(f"TLS verification of {endpoint.url} failed: {err.reason or err}") from None
+    except (OSError, socket.timeout) as err:
+        raise GatherError(f"cannot connect to vCenter {endpoint.url}: {err}") from None
+    except vmodl.MethodFault as err:
+        raise GatherError(f"vCenter {endpoint.url} refused the login: {err.msg}") from None
+
+
+def retrieve(content: Any, page_size: int) -> Iterator[Any]:
+    """Yield every ObjectContent for hosts, VMs and clusters, following continuation tokens."""
+    view = content.viewManager.CreateContainerView(
+        content.rootFolder, [vim.HostSystem, vim.VirtualMachine, vim.ClusterComputeResource], True)
+    try:
+        pc = vmodl.query.PropertyCollector
+        traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(VM_PROPERTIES)),
+                     pc.PropertySpec(type=vim.HostSystem, pathSet=list(HOST_PROPERTIES)),
+                     pc.PropertySpec(type=vim.ClusterComputeResource, pathSet=list(CLUSTER_PROPERTIES))])
+        collector = content.propertyCollector
+        result = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions(maxObjects=page_size))
+        while result is not None:
+            yield from result.objects
+            if not result.token:
+                break
+            result = collector.ContinueRetrievePropertiesEx(result.token)
+    finally:
+        view.Destroy()
+
+
+def facts_from_objects(name: str, objects: Iterator[Any]) -> tuple[list[VcHost], list[VcVm]]:
+    """Turn property-collector results into snapshot records (no further calls are made)."""
+    clusters: dict[str, str] = {}
+    raw_hosts: list[tuple[str, dict[str, Any]]] = []
+    raw_vms: list[tuple[str, dict[str, Any]]] = []
+    for obj in objects:
+        props = {p.name: p.val for p in obj.propSet}
+        moid = obj.obj._moId
+        if isinstance(obj.obj, vim.ClusterComputeResource):
+            clusters[moid] = props.get("name", moid)
+        elif isinstance(obj.obj, vim.HostSystem):
+            raw_hosts.append((moid, props))
+        elif isinstance(obj.obj, vim.VirtualMachine):
+            raw_vms.append((moid, props))
+    hosts = []
+    for moid, p in raw_hosts:
+        parent = p.get("parent")
+        cluster = clusters.get(parent._moId) if isinstance(parent, vim.ClusterComputeResource) else None
+        hosts.append(VcHost(key=f"{name}/{moid}", name=p.get("name", moid), cluster=cluster,
+                            connection_state=_str(p.get("runtime.connectionState")),
+                            in_maintenance=p.get("runtime.inMaintenanceMode"),
+                            product=p.get("summary.config.product.fullName")))
+    vms = []
+    for moid, p in raw_vms:
+        host = p.get("runtime.host")
+        vms.append(VcVm(
+            key=f"{name}/{moid}", name=p.get("name", moid),
+            host_key=f"{name}/{host._moId}" if host is not None else None,
+            power_state=_str(p.get("runtime.powerState")), uuid=p.get("config.uuid"),
+            instance_uuid=p.get("config.instanceUuid"), guest_id=p.get("config.guestId"),
+            guest_family=p.get("guest.guestFamily"), tools_running=p.get("guest.toolsRunningStatus"),
+            tools_version_status=p.get("guest.toolsVersionStatus2"), guest_hostname=p.get("guest.hostName"),
+            template=bool(p.get("config.template", False))))
+    return hosts, vms
+
+
+def gather(endpoint: VcenterEndpoint, password: str) -> VcenterFacts:
+    """Read one vCenter; on failure the returned facts carry the reason in ``error``."""
+    facts = VcenterFacts(name=endpoint.name, url=endpoint.url, tls_verify=endpoint.tls.verify)
+    counter = CallCounter()
+    try:
+        si = connect(endpoint, password)
+    except GatherError as err:
+        facts.error = str(err)
+        return facts
+    try:
+        counter.wrap(si._stub)
+        content = si.RetrieveContent()
+        about = content.about
+        facts.product, facts.version, facts.build = about.fullName, about.version, about.build
+        facts.instance_uuid = about.instanceUuid
+        facts.hosts, facts.vms = facts_from_objects(endpoint.name, retrieve(content, endpoint.page_size))
+    except (vmodl.MethodFault, OSError) as err:
+        facts.error = f"reading vCenter {endpoint.url} failed: {getattr(err, 'msg', None) or err}"
+    finally:
+        facts.api_calls = counter.calls
+        try:
+            Disconnect(si)
+        except Exception:  # noqa: BLE001 - logging out is best effort; the facts are already read
+            pass
+    return facts
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

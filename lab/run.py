@@ -1,0 +1,180 @@
+"""Start and stop a lab scenario: certificates, the vCenter simulator, the DSM stand-in, the inventory.
+
+``Lab(...).start()`` writes into its folder: ``ca.pem``, ``inventory.yml`` (points at the lab, names
+environment variables only), ``lab.env`` (the generated secrets, mode 0600) and ``state.json`` (the
+PIDs ``stop()`` ends). Servers bind loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trustme
+import yaml
+
+from . import scenario as scenario_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+VCSIM_SRC = ROOT / "lab" / "vcsim" / "main.go"
+VCSIM_BIN = ROOT / ".cache" / "dsfleet-vcsim"
+VC_HOST, DSM_HOST = "127.0.20.1", "127.0.20.2"
+ENV_DSM_KEY, ENV_VC_PASSWORD = "DSFLEET_LAB_DSM_KEY", "DSFLEET_LAB_VC_PASSWORD"
+VC_USER = "administrator@vsphere.local"
+
+
+def ensure_vcsim() -> Path:
+    """Build the Go launcher from Debian's govmomi sources when missing or older than its source."""
+    if VCSIM_BIN.exists() and VCSIM_BIN.stat().st_mtime >= VCSIM_SRC.stat().st_mtime:
+        return VCSIM_BIN
+    VCSIM_BIN.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=str(ROOT / ".cache" / "go"))
+    try:
+        subprocess.run(["go", "build", "-o", str(VCSIM_BIN), "./lab/vcsim"], cwd=ROOT, env=env, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise SystemExit(f"lab: cannot build the vCenter simulator ({err}); run lab/bootstrap first") from None
+    return VCSIM_BIN
+
+
+class Lab:
+    def __init__(self, scenario: str, workdir: Path, *, hosts: int | None = None, vms_per_host: int | None = None,
+                 vc_delay_ms: int = 0, dsm_latency_ms: int = 0, dsm_throttle_every: int = 0) -> None:
+        self.spec = scenario_mod.load(scenario)
+        self.fleet = scenario_mod.build(self.spec, hosts=hosts, vms_per_host=vms_per_host)
+        self.dir = workdir.resolve()
+        self.vc_delay_ms, self.dsm_latency_ms, self.dsm_throttle_every = vc_delay_ms, dsm_latency_ms, dsm_throttle_every
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env: dict[str, str] = {}
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.dir / "inventory.yml"
+
+    def start(self, timeout_s: float = 120) -> "Lab":
+        stop_dir(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.env = {ENV_DSM_KEY: secrets.token_urlsafe(24), ENV_VC_PASSWORD: secrets.token_urlsafe(18)}
+        ca = trustme.CA(organization_name="dsfleet lab CA")
+        ca.cert_pem.write_to_path(str(self.dir / "ca.pem"))
+        for name, host in (("vcenter", VC_HOST), ("dsm", DSM_HOST)):
+            leaf = ca.issue_cert(host)
+            leaf.private_key_pem.write_to_path(str(self.dir / f"{name}-key.pem"))
+            (self.dir / f"{name}-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+        for ready in ("vcenter.ready", "dsm.ready"):
+            (self.dir / ready).unlink(missing_ok=True)
+
+        vc_spec = {"listen": f"{VC_HOST}:0", "user": VC_USER, "cert": str(self.dir / "vcenter-cert.pem"),
+                   "key": str(self.dir / "vcenter-key.pem"), "delay_ms": self.vc_delay_ms,
+                   "ready_file": str(self.dir / "vcenter.ready"), "clusters": self.fleet.vcsim_clusters()}
+        (self.dir / "vcenter.json").write_text(json.dumps(vc_spec))
+        dsm_config = {"host": DSM_HOST, "port": 0, "cert": str(self.dir / "dsm-cert.pem"),
+                      "key": str(self.dir / "dsm-key.pem"), "ready_file": str(self.dir / "dsm.ready"),
+                      "manager_version": self.fleet.manager_version, "auth": self.fleet.dsm_auth,
+                      "latency_ms": self.dsm_latency_ms, "throttle_every": self.dsm_throttle_every,
+                      "computers": self.fleet.computers,
+                      "settings": {"platformSettingUpdateSecurityPrimarySourceMode": "Trend Micro ActiveUpdate Server"}}
+        (self.dir / "dsm.json").write_text(json.dumps(dsm_config))
+
+        binary = ensure_vcsim()
+        # The simulator writes a file per VM: keep them on tmpfs where there is one.
+        tmp = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        vc_env = dict(os.environ, DSFLEET_VCSIM_PASSWORD=self.env[ENV_VC_PASSWORD], **({"TMPDIR": tmp} if tmp else {}))
+        log = open(self.dir / "lab.log", "ab")
+        self.procs.append(subprocess.Popen([str(binary), "-spec", str(self.dir / "vcenter.json")], env=vc_env,
+                                           stdout=log, stderr=log, start_new_session=True))
+        dsm_env = dict(os.environ, **{ENV_DSM_KEY: self.env[ENV_DSM_KEY]})
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.dsm_server", str(self.dir / "dsm.json")],
+                                           cwd=ROOT, env=dsm_env, stdout=log, stderr=log, start_new_session=True))
+        (self.dir / "state.json").write_text(json.dumps({"pids": [p.pid for p in self.procs],
+                                                         "scenario": self.fleet.name}))
+        try:
+            vc_url = self._wait("vcenter.ready", timeout_s)
+            dsm_url = self._wait("dsm.ready", timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self._write_inventory(vc_url, dsm_url)
+        env_file = self.dir / "lab.env"
+        env_file.touch(mode=0o600)
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
+        return self
+
+    def _wait(self, name: str, timeout_s: float) -> str:
+        path = self.dir / name
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if path.exists():
+                return path.read_text().strip()
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"lab: a server exited early (code {p.returncode}); see {self.dir / 'lab.log'}")
+            time.sleep(0.05)
+        raise TimeoutError(f"lab: {name} not ready after {timeout_s} s; see {self.dir / 'lab.log'}")
+
+    def _write_inventory(self, vc_url: str, dsm_url: str) -> None:
+        inv: dict[str, Any] = {
+            "name": f"lab-{self.fleet.name}",
+            "dsm": {"url": dsm_url, "auth": self.fleet.dsm_auth, "api_key_env": ENV_DSM_KEY,
+                    "tls": {"verify": True, "ca_bundle": "ca.pem"}},
+            "vcenters": [{"name": "lab-vc", "url": vc_url, "user": VC_USER, "password_env": ENV_VC_PASSWORD,
+                          "tls": {"verify": True, "ca_bundle": "ca.pem"}}],
+            "nsx": self.fleet.nsx,
+        }
+        if self.spec.get("inventory_relay_groups"):
+            inv["relay_groups"] = self.fleet.relay_groups
+        header = f"# Written by `python -m lab up {self.fleet.name}`: the lab scenario's inventory.\n"
+        self.inventory_path.write_text(header + yaml.safe_dump(inv, sort_keys=False))
+
+    def stop(self) -> None:
+        stop_dir(self.dir)
+        self.procs = []
+
+    def __enter__(self) -> "Lab":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def stop_dir(workdir: Path) -> None:
+    """End every process a lab started in this folder (by its recorded PIDs and process groups)."""
+    state = workdir / "state.json"
+    if not state.exists():
+        return
+    pids = json.loads(state.read_text()).get("pids", [])
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = []
+        for pid in pids:
+            try:
+                os.killpg(pid, sig)
+                alive.append(pid)
+            except (ProcessLookupError, PermissionError):
+                continue
+        deadline = time.monotonic() + 5
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if _running(p)]
+            time.sleep(0.05)
+        if not alive:
+            break
+    state.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
