@@ -1,0 +1,119 @@
+"""Inventory validation: every error names the file, the key path and what is expected."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dsfleet import inventory
+from dsfleet.errors import InputError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example.yml"
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "site.yml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def minimal() -> dict[str, Any]:
+    return {"name": "site", "nsx": "nsx-t",
+            "dsm": {"url": "https://dsm:4119", "api_key_env": "DSM_KEY"},
+            "vcenters": [{"name": "vc", "url": "https://vc/sdk", "user": "u", "password_env": "VC_PW"}]}
+
+
+def test_example_documents_every_key_and_loads(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace("/etc/pki/dsm-ca.pem", str(tmp_path / "ca.pem"))
+    (tmp_path / "ca.pem").write_text("x")
+    inv = inventory.load(write(tmp_path, text))
+    assert inv.dsm.on_premises and inv.nsx == "nsx-t" and inv.scope.clusters == ("cl-prod",)
+    assert inv.relay_groups[0].relays == ("relay-01.example.local", "relay-02.example.local")
+    assert inv.update_proxy is not None and inv.tls_exceptions == []
+
+
+def test_defaults_are_verifying_and_documented(tmp_path: Path) -> None:
+    inv = inventory.load(write(tmp_path, minimal()))
+    assert inv.dsm.tls.verify and inv.dsm.tls.requests_verify is True
+    assert inv.dsm.auth == "api-secret-key" and inv.dsm.page_size == 5000
+    assert inv.scope.everything and inv.dsva_vm_pattern == inventory.DEFAULT_DSVA_PATTERN
+
+
+def test_tls_off_is_recorded(tmp_path: Path) -> None:
+    data = minimal()
+    data["dsm"]["tls"] = {"verify": False}
+    inv = inventory.load(write(tmp_path, data))
+    assert inv.tls_exceptions == ["DSM https://dsm:4119"] and inv.dsm.tls.requests_verify is False
+
+
+def mutate(path: str, value: Any) -> dict[str, Any]:
+    data = minimal()
+    node: Any = data
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+@pytest.mark.parametrize("path,value,field,expected", [
+    ("name", KeyError, "name", "a non-empty name for reports (required)"),
+    ("dsm.url", "http://dsm:4119", "dsm.url", "an https:// URL of the DSM"),
+    ("dsm.auth", "basic", "dsm.auth", "one of api-secret-key, apikey"),
+    ("dsm.api_key_env", "not a name", "dsm.api_key_env", "the name of an environment variable"),
+    ("dsm.page_size", 0, "dsm.page_size", "an integer from 1 to 5000"),
+    ("dsm.timeout_s", True, "dsm.timeout_s", "a positive number of seconds"),
+    ("dsm.tls", {"verify": "yes"}, "dsm.tls.verify", "true or false"),
+    ("dsm.tls", {"ca_bundle": "missing.pem"}, "dsm.tls.ca_bundle", "an existing PEM file"),
+    ("dsm.password", "hunter2", "dsm.password", "no such key"),
+    ("vcenters", [], "vcenters", "a non-empty list"),
+    ("vcenters.0.url", "vc.local", "vcenters[0].url", "an https:// URL of the vCenter"),
+    ("vcenters.0.password_env", KeyError, "vcenters[0].password_env", "the name of an environment variable"),
+    ("nsx", "nsx-x", "nsx", "one of nsx-v, nsx-t"),
+    ("scope", {"clusters": "cl-a"}, "scope.clusters", "a list of strings"),
+    ("dsva", {"vm_name_pattern": "("}, "dsva.vm_name_pattern", "a regular expression"),
+    ("relay_groups", [{"id": -1, "relays": []}], "relay_groups[0].id", "relayListID"),
+    ("update_proxy", {"url": "ftp://p"}, "update_proxy.url", "an http:// or https:// proxy URL"),
+])
+def test_errors_name_file_field_and_expectation(tmp_path: Path, path: str, value: Any, field: str,
+                                                expected: str) -> None:
+    file = write(tmp_path, mutate(path, value))
+    with pytest.raises(InputError) as err:
+        inventory.load(file)
+    message = str(err.value)
+    assert message.startswith(f"{file}: {field}: expected ") and expected in message
+    assert "\n" not in message
+
+
+def test_duplicate_vcenter_names(tmp_path: Path) -> None:
+    data = minimal()
+    data["vcenters"].append(dict(data["vcenters"][0]))
+    with pytest.raises(InputError, match=r"vcenters\[1\]\.name: expected a name not used"):
+        inventory.load(write(tmp_path, data))
+
+
+@pytest.mark.parametrize("text,field", [("name: [unclosed", "line 1"), ("- a list", "(top level)")])
+def test_broken_files(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(InputError, match=re.escape(f": {field}: expected")):
+        inventory.load(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.yml: \(file\): expected a readable inventory file"):
+        inventory.load(tmp_path / "nope.yml")
+
+
+def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inv = inventory.load(write(tmp_path, minimal()))
+    monkeypatch.delenv("DSM_KEY", raising=False)
+    with pytest.raises(InputError, match="dsm.api_key_env: expected environment variable DSM_KEY to be set"):
+        inv.secret("DSM_KEY", "dsm.api_key_env")
+    monkeypatch.setenv("DSM_KEY", "s3cret")
+    assert inv.secret("DSM_KEY", "dsm.api_key_env") == "s3cret"
