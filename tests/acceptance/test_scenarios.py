@@ -108,7 +108,7 @@ def test_tls_verification_off_shows_in_the_report(start_lab: Any, tmp_path: Path
 @pytest.mark.parametrize("args,message", [
     (["--inventory", "inventories/nope.yml"], "inventories/nope.yml: (file): expected a readable inventory file"),
     (["--snapshot", "pyproject.toml"], "pyproject.toml: (file): expected JSON written by dsfleet"),
-    (["--inventory", "inventories/example.yml", "--snapshot", "x.json"], "expected one of them, not both"),
+    (["--inventory", "inventories/example.yml", "--snapshot", "x.json"], "--inventory and --snapshot: expected one of them, not both"),
 ])
 def test_bad_input_is_one_line_and_exit_4(tmp_path: Path, args: list[str], message: str) -> None:
     run = run_suite(tmp_path / "run", *args)
