@@ -69,7 +69,7 @@ def connect(endpoint: VcenterEndpoint, password: str) -> Any:
     except (OSError, socket.timeout) as err:
         raise GatherError(f"cannot connect to vCenter {endpoint.url}: {err}") from None
     except vmodl.MethodFault as err:
-        raise GatherError(f"vCenter {endpoint.url} refused the login: {err.msg}") from None
+        raise GatherError(f"vCenter {endpoint.url} refused the login: {getattr(err, 'msg', err)}") from None
 
 
 def retrieve(content: Any, page_size: int) -> Iterator[Any]:

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("scenario", help="scenario name (" + ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.yml")))
                     + ") or a YAML path")
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR)
-    up.add_argument("--hosts", type=int, help="scale: ESXi hosts per cluster")
+    up.add_argument("--hosts", type=int, help="scale: ESXi hosts (first cluster only)")
     up.add_argument("--vms-per-host", type=int, help="scale: Windows VMs per host")
     up.add_argument("--vc-delay-ms", type=int, default=0, help="latency added to every vSphere call")
     up.add_argument("--dsm-latency-ms", type=int, default=0, help="latency added to every DSM call")

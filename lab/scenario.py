@@ -84,13 +84,18 @@ def load(name_or_path: str) -> dict[str, Any]:
 
 
 def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | None = None) -> LabFleet:
-    """Expand a scenario into hosts, VMs and DSM computer records (``hosts``/``vms_per_host`` scale it)."""
+    """Expand a scenario into hosts, VMs and DSM computer records.
+
+    ``hosts``/``vms_per_host`` scale it for benchmarks: the first cluster gets ``hosts`` hosts of
+    ``vms_per_host`` Windows VMs each (plus one DSVA per host) and the other clusters are left out.
+    """
     builds = spec["builds"]
     faults = spec.get("faults") or {}
     clusters: dict[str, list[str]] = {}
     vms: list[LabVm] = []
     n = 0
-    for cl in spec["clusters"]:
+    scaled = hosts is not None or vms_per_host is not None
+    for cl in spec["clusters"][:1] if scaled else spec["clusters"]:
         count = hosts if hosts is not None else cl["hosts"]
         clusters[cl["name"]] = []
         for _ in range(count):
