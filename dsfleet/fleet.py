@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 from .snapshot import DsmComputer, RelayGroupFacts, Snapshot, VcHost, VcVm
 from .versions import Build
@@ -154,35 +155,33 @@ class Fleet:
             raise Unavailable("the DSM reported no computerSettings.platformSettingRelayState for any computer")
         return sorted((self._computer_target(c) for c in known if c.is_relay), key=lambda t: t.object_id)
 
-    def agents(self) -> list[Target]:
-        """Computers with an activated agent that are neither relays nor DSVAs, within scope."""
-        self.require_dsm()
-        self.require_vcenters()
+    def _scoped_computers(self, wanted: Callable[[DsmComputer], bool], include_unmatched: bool) -> list[Target]:
+        """Computers (DSVAs excluded) that ``wanted`` selects, on a VM in scope or matching no VM at all."""
         out = []
         for c in self.computers.values():
-            if c.is_relay or c.id in self._dsva_computer_ids or agent_build(c) is None and not _bad_version(c):
+            if c.id in self._dsva_computer_ids or not wanted(c):
                 continue
             vm = self.vm_for(c)
-            if vm is None and not self.snap.inventory.include_unmatched_agents:
-                continue
-            if vm is not None and not self.vm_in_scope(vm):
+            if (vm is None and not include_unmatched) or (vm is not None and not self.vm_in_scope(vm)):
                 continue
             out.append(self._computer_target(c))
         return sorted(out, key=lambda t: t.object_id)
 
-    def protected_vms(self) -> list[Target]:
-        """Computers the DSM protects through a DSVA (applianceFingerPrint present), within scope."""
+    def agents(self) -> list[Target]:
+        """Computers with an agent that are neither relays nor DSVAs, within scope."""
         self.require_dsm()
         self.require_vcenters()
-        out = []
-        for c in self.computers.values():
-            if not c.appliance_protected or c.id in self._dsva_computer_ids:
-                continue
-            vm = self.vm_for(c)
-            if vm is not None and not self.vm_in_scope(vm):
-                continue
-            out.append(self._computer_target(c))
-        return sorted(out, key=lambda t: t.object_id)
+        return self._scoped_computers(lambda c: not c.is_relay and _reports_agent(c),
+                                      self.snap.inventory.include_unmatched_agents)
+
+    def protected_vms(self) -> list[Target]:
+        """Computers the DSM protects through a DSVA (applianceFingerPrint present), within scope.
+
+        One that matches no VM is kept: it claims protection, and the checks say no VM backs it.
+        """
+        self.require_dsm()
+        self.require_vcenters()
+        return self._scoped_computers(lambda c: c.appliance_protected, include_unmatched=True)
 
     def windows_vms(self) -> list[Target]:
         """Every Windows VM in scope (by guest family or configured guest OS), DSVAs excluded."""
@@ -205,8 +204,10 @@ class Fleet:
         return None
 
 
-def _bad_version(c: DsmComputer) -> bool:
-    """An agentVersion that is present but unreadable must be judged (and fail), not skipped."""
+def _reports_agent(c: DsmComputer) -> bool:
+    """An activated agent, or an agentVersion that cannot be read: that one must be judged (and fail), not skipped."""
+    if agent_build(c) is not None:
+        return True
     if not c.agent_version:
         return False
     try:
