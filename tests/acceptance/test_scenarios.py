@@ -125,3 +125,17 @@ def test_missing_secret_is_an_input_error(start_lab: Any, tmp_path: Path) -> Non
                     env={k: "" for k in lab.env})
     assert run.returncode == 4
     assert f"dsm.api_key_env: expected environment variable {ENV_DSM_KEY} to be set" in run.stdout + run.stderr
+
+
+def test_cloud_one_auth_style(start_lab: Any, tmp_path: Path) -> None:
+    """Cloud One / Vision One: `Authorization: ApiKey`; the Manager is Trend Micro's, so ORD-002 is not applicable."""
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "lab/scenarios/healthy.yml").read_text())
+    spec.update(name="healthy-cloud-one", dsm_auth="apikey")
+    path = tmp_path / "cloud.yml"
+    path.write_text(yaml.safe_dump(spec))
+    lab = start_lab(str(path))
+    assert yaml.safe_load(lab.inventory_path.read_text())["dsm"]["auth"] == "apikey"
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path), env=lab.env)
+    assert run.returncode == 0 and run.findings() == set(), run.stdout[-2000:]
+    skipped = [r for r in run.results if r["check"] == "ORD-002"]
+    assert skipped and all(r["outcome"] == "skip" and "Cloud One" in r["observed"] for r in skipped)
