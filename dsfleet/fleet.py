@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
-from .snapshot import DsmComputer, RelayGroupFacts, Snapshot, VcHost, VcVm
+from .remote import ProbeTarget
+from .snapshot import DsmComputer, HostProbe, RelayGroupFacts, Snapshot, VcHost, VcVm
 from .versions import Build
 
 
@@ -135,12 +136,21 @@ class Fleet:
         return [Target(h.name, host=h, dsva_vms=tuple(sorted(by_host.get(h.key, []), key=lambda v: v.name)))
                 for h in self.hosts_in_scope]
 
+    def isolation_hosts(self) -> list[Target]:
+        """ESXi hosts in scope, for checks that also read the DSM's view of their VMs."""
+        self.require_dsm()
+        return self.esx_hosts()
+
     def dsvas(self) -> list[Target]:
         """Every DSVA VM on a host in scope, with its DSM record when the join found one."""
-        self.require_vcenters()
         self.require_dsm()
-        vms = [vm for vm in self.vms.values() if self.vm_in_scope(vm) and self.is_dsva_vm(vm)]
-        return sorted((self._vm_target(vm, self.computer_for(vm)) for vm in vms), key=lambda t: t.object_id)
+        return sorted((self._vm_target(vm, self.computer_for(vm)) for vm in self.dsva_vms_in_scope()),
+                      key=lambda t: t.object_id)
+
+    def dsva_vms_in_scope(self) -> list[VcVm]:
+        self.require_vcenters()
+        return sorted((vm for vm in self.vms.values() if self.vm_in_scope(vm) and self.is_dsva_vm(vm)),
+                      key=lambda vm: vm.name)
 
     @cached_property
     def _dsva_computer_ids(self) -> set[int]:
@@ -190,10 +200,56 @@ class Fleet:
         vms = [vm for vm in self.vms.values() if self.vm_in_scope(vm) and _is_windows(vm) and not self.is_dsva_vm(vm)]
         return sorted((self._vm_target(vm, self.computer_for(vm)) for vm in vms), key=lambda t: t.object_id)
 
+    def protected_windows_vms(self) -> list[Target]:
+        """Agentlessly protected VMs that are Windows: where the guest drivers vsepflt and vmci must run."""
+        return [t for t in self.protected_vms() if t.vm is not None and _is_windows(t.vm)]
+
+    def protected_on_host(self, host: VcHost) -> list[Target]:
+        return [t for t in self.protected_vms() if t.host is not None and t.host.key == host.key]
+
     def ordering_subjects(self) -> list[Target]:
         """Agents and DSVAs: everything that downloads updates from a relay group."""
         return sorted(self.agents() + [t for t in self.dsvas() if t.computer is not None],
                       key=lambda t: t.object_id)
+
+    # -- remote probes -------------------------------------------------------------------------------
+
+    def remote_targets(self, address_modes: dict[str, str]) -> list[ProbeTarget]:
+        """Every host the remote gatherer contacts, with why not when a VM's state rules it out.
+
+        Each role needs only its own sources: ESXi hosts and DSVAs come from vCenter, protected Windows
+        VMs from the DSM too; a role whose sources are missing is left out (its checks error on them).
+        """
+        roles: list[tuple[str, Callable[[], list[VcVm]]]] = [
+            ("dsva", self.dsva_vms_in_scope),
+            ("windows", lambda: [t.vm for t in self.protected_windows_vms() if t.vm is not None])]
+        try:
+            self.require_vcenters()
+        except Unavailable:
+            return []
+        targets = [ProbeTarget("esxi", h.key, h.name, h.name) for h in self.hosts_in_scope]
+        for role, vms in roles:
+            try:
+                targets += [self._vm_probe(role, vm, address_modes.get(role, "ip")) for vm in vms()]
+            except Unavailable:
+                continue
+        return targets
+
+    @staticmethod
+    def _vm_probe(role: str, vm: VcVm, mode: str) -> ProbeTarget:
+        if vm.power_state != "poweredOn":
+            return ProbeTarget(role, vm.key, vm.name, None, f"the VM is {vm.power_state}")
+        if vm.tools_running != "guestToolsRunning" and mode == "ip":
+            return ProbeTarget(role, vm.key, vm.name, None, "VMware Tools is not running, so no guest IP is known")
+        address = vm.ip_address if mode == "ip" else (vm.guest_hostname or vm.name)
+        return ProbeTarget(role, vm.key, vm.name, address, None if address else "VMware Tools reports no guest IP")
+
+    @cached_property
+    def _probes(self) -> dict[tuple[str, str], HostProbe]:
+        return {(p.role, p.key): p for p in self.snap.remote.probes}
+
+    def probe(self, role: str, key: str) -> HostProbe | None:
+        return self._probes.get((role, key))
 
     # -- relay groups ----------------------------------------------------------------------------------
 

@@ -7,13 +7,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import remote as remote_mod
 from . import vcenter
 from .dsm import DsmClient
 from .errors import GatherError
 from .inventory import Inventory
 from .join import join
-from .snapshot import (SCHEMA, VERSION, DsmComputer, DsmFacts, InventoryRef, RelayGroupFacts, Snapshot,
-                       VcenterFacts)
+from .fleet import Fleet
+from .snapshot import (SCHEMA, VERSION, DsmComputer, DsmFacts, InventoryRef, RelayGroupFacts, RemoteFacts,
+                       Snapshot, VcenterFacts)
 
 # Only what the checks read: status messages, anti-malware state, the relay setting, the VM summary.
 DSM_EXPAND = ["computerStatus", "antiMalware", "computerSettings", "vmwareVMVirtualMachineSummary"]
@@ -108,13 +110,14 @@ def gather(inv: Inventory) -> Snapshot:
     client = dsm_client(inv)
     for i, vc in enumerate(inv.vcenters):
         inv.secret(vc.password_env, f"vcenters[{i}].password_env")
+    passwords = remote_passwords(inv)
     with ThreadPoolExecutor(max_workers=1 + len(inv.vcenters)) as pool:
         dsm_future = pool.submit(gather_dsm, inv, client)
         vc_futures = [pool.submit(gather_vcenter, inv, i) for i in range(len(inv.vcenters))]
         dsm = dsm_future.result()
         vcenters = [f.result() for f in vc_futures]
     all_vms = [vm for vc in vcenters for vm in vc.vms]
-    return Snapshot(
+    snap = Snapshot(
         schema=SCHEMA, version=VERSION, created_utc=created, gather_seconds=round(time.monotonic() - started, 3),
         inventory=InventoryRef(name=inv.name, path=str(inv.path), sha256=inv.sha256, nsx=inv.nsx,
                                scope_clusters=list(inv.scope.clusters), scope_hosts=list(inv.scope.hosts),
@@ -123,3 +126,25 @@ def gather(inv: Inventory) -> Snapshot:
         dsm=dsm, vcenters=vcenters, join=join(dsm.computers, all_vms),
         relay_groups=relay_groups(inv, dsm.computers),
     )
+    # Remote commands need to know which hosts and VMs exist, so they run after the bulk gather.
+    snap.remote = gather_remote(inv, Fleet(snap), passwords)
+    snap.gather_seconds = round(time.monotonic() - started, 3)
+    return snap
+
+
+def remote_passwords(inv: Inventory) -> dict[str, str | None]:
+    if inv.remote is None:
+        return {}
+    return {role: inv.secret(a.password_env, f"remote.{role}.password_env") if a.password_env else None
+            for role, a in inv.remote.roles.items()}
+
+
+def gather_remote(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None]) -> RemoteFacts:
+    if inv.remote is None:
+        return RemoteFacts()
+    started = time.monotonic()
+    targets = fleet.remote_targets({role: a.address for role, a in inv.remote.roles.items()})
+    probes = remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords)
+    return RemoteFacts(configured_roles=sorted(inv.remote.roles), concurrency=inv.remote.concurrency,
+                       verify_host_keys=inv.remote.verify_host_keys, seconds=round(time.monotonic() - started, 3),
+                       probes=probes)

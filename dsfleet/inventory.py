@@ -104,6 +104,35 @@ class Proxy:
     password_env: str | None
 
 
+REMOTE_ROLES = ("esxi", "dsva", "windows")
+TRANSPORTS = {"esxi": ("ssh",), "dsva": ("ssh",), "windows": ("ssh", "winrm")}
+ADDRESS_SOURCES = ("name", "ip")
+
+
+@dataclass(frozen=True)
+class RoleAccess:
+    role: str
+    transport: str  # ssh (testinfra paramiko backend) | winrm (testinfra winrm backend)
+    user: str
+    port: int | None
+    password_env: str | None
+    key_file: Path | None
+    address: str  # "name": the vCenter name; "ip": the guest IP VMware Tools reports
+    winrm_https: bool = True
+    winrm_auth: str = "ntlm"
+
+
+@dataclass(frozen=True)
+class RemoteAccess:
+    concurrency: int
+    connect_timeout_s: float
+    command_timeout_s: float
+    verify_host_keys: bool
+    known_hosts: Path | None
+    ssh_config: Path | None
+    roles: dict[str, RoleAccess]
+
+
 @dataclass(frozen=True)
 class Inventory:
     path: Path
@@ -116,6 +145,7 @@ class Inventory:
     dsva_vm_pattern: str
     relay_groups: tuple[RelayGroup, ...]
     update_proxy: Proxy | None
+    remote: RemoteAccess | None = None
 
     def secret(self, env_name: str, field: str) -> str:
         """The value of the environment variable an inventory field names; never logged."""
@@ -129,6 +159,8 @@ class Inventory:
         """Every endpoint whose TLS verification the inventory turned off: shown in the report."""
         out = [] if self.dsm.tls.verify else [f"DSM {self.dsm.url}"]
         out += [f"vCenter {vc.url}" for vc in self.vcenters if not vc.tls.verify]
+        if self.remote is not None and not self.remote.verify_host_keys:
+            out.append("SSH host keys (remote.verify_host_keys: false)")
         return out
 
 
@@ -299,10 +331,68 @@ def load(path: str | Path) -> Inventory:
                                check=_env_name),
         )
         p.done()
+    remote = _remote(top.child("remote", required=False), base)
     top.done()
     return Inventory(path=Path(path), sha256=hashlib.sha256(raw).hexdigest(), name=name, dsm=dsm,
                      vcenters=tuple(vcenters), scope=scope, nsx=nsx, dsva_vm_pattern=pattern,
-                     relay_groups=tuple(groups), update_proxy=proxy)
+                     relay_groups=tuple(groups), update_proxy=proxy, remote=remote)
+
+
+def _path(node: _Node, key: str, expected: str, base: Path, must_exist: bool = True) -> Path | None:
+    value = node.get(key, str, expected, default=None)
+    if value is None:
+        return None
+    path = Path(os.path.expanduser(value))
+    path = path if path.is_absolute() else (base / path).resolve()
+    if must_exist and not path.is_file():
+        raise InputError(node.file, f"{node.path}.{key}", f"an existing file ({expected})", value)
+    return path
+
+
+def _remote(node: _Node | None, base: Path) -> RemoteAccess | None:
+    if node is None:
+        return None
+    verify = node.get("verify_host_keys", bool, "true or false", default=True)
+    known_hosts = _path(node, "known_hosts", "an OpenSSH known_hosts file", base, must_exist=False)
+    if known_hosts is None:
+        known_hosts = Path(os.path.expanduser("~/.ssh/known_hosts"))
+    roles = {}
+    for role in REMOTE_ROLES:
+        r = node.child(role, required=False)
+        if r is None:
+            continue
+        transports = TRANSPORTS[role]
+        access = RoleAccess(
+            role=role,
+            transport=r.get("transport", str, "one of " + ", ".join(transports), default="ssh",
+                            check=transports.__contains__),
+            user=r.get("user", str, "a user name", check=bool),
+            port=r.get("port", int, "a TCP port", default=None, check=lambda v: 0 < v < 65536),
+            password_env=r.get("password_env", str, "the name of an environment variable", default=None,
+                               check=_env_name),
+            key_file=_path(r, "key_file", "an SSH private key file", base),
+            address=r.get("address", str, "one of " + ", ".join(ADDRESS_SOURCES),
+                          default="name" if role == "esxi" else "ip", check=lambda v: v in ADDRESS_SOURCES),
+            winrm_https=r.get("winrm_https", bool, "true or false", default=True),
+            winrm_auth=r.get("winrm_auth", str, "one of ntlm, kerberos, basic, credssp", default="ntlm",
+                             check=lambda v: v in ("ntlm", "kerberos", "basic", "credssp")),
+        )
+        if access.password_env is None and access.key_file is None:
+            raise InputError(r.file, r.path, "password_env or key_file (how to log in)")
+        r.done()
+        roles[role] = access
+    remote = RemoteAccess(
+        concurrency=node.get("concurrency", int, "an integer from 1 to 512", default=64, check=lambda v: 1 <= v <= 512),
+        connect_timeout_s=float(node.get("connect_timeout_s", (int, float), "a positive number of seconds",
+                                         default=10, check=lambda v: v > 0)),
+        command_timeout_s=float(node.get("command_timeout_s", (int, float), "a positive number of seconds",
+                                         default=20, check=lambda v: v > 0)),
+        verify_host_keys=verify, known_hosts=known_hosts,
+        ssh_config=_path(node, "ssh_config", "an OpenSSH client config file", base),
+        roles=roles,
+    )
+    node.done()
+    return remote
 
 
 def _compiles(value: str) -> bool:

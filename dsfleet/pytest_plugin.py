@@ -50,16 +50,20 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         _current.reset(token)
 
 
-def _record(observed: str, required: str) -> None:
+def _record(observed: str, required: str, remedy: str = "") -> None:
     item = _current.get()
     if item is not None:
-        item.stash[EVIDENCE] = {"observed": observed, "required": required}
+        item.stash[EVIDENCE] = {"observed": observed, "required": required, "remedy": remedy}
 
 
-def expect(condition: bool, *, observed: str, required: str) -> None:
-    """Pass when ``condition`` holds; the observed and required texts go into every report either way."""
+def expect(condition: bool, *, observed: str, required: str, remedy: str = "") -> None:
+    """Pass when ``condition`` holds; the observed and required texts go into every report either way.
+
+    ``remedy`` is this object's own fix (e.g. the ordered commands for its host); it is shown before the
+    catalog's general remediation.
+    """
     __tracebackhide__ = True
-    _record(observed, required)
+    _record(observed, required, remedy)
     if not condition:
         raise CheckFailure(observed, required)
 

@@ -83,6 +83,7 @@ class VcVm:
     tools_version_status: str | None  # guest.toolsVersionStatus2
     guest_hostname: str | None
     template: bool
+    ip_address: str | None = None  # guest.ipAddress, from VMware Tools
 
 
 @dataclass
@@ -125,6 +126,45 @@ class RelayGroupFacts:
 
 
 @dataclass
+class CommandOutput:
+    command: str
+    rc: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+# Why a host has no results: every probe ends in exactly one of these.
+PROBE_STATUSES = ("ok", "not probed", "not configured", "unreachable", "auth failed", "host key rejected",
+                  "timeout", "unexpected output", "error")
+
+
+@dataclass
+class HostProbe:
+    role: str  # windows | dsva | esxi
+    key: str  # the VM's or ESXi host's snapshot key
+    name: str
+    address: str | None
+    transport: str | None
+    status: str  # one of PROBE_STATUSES
+    reason: str | None = None
+    outputs: list[CommandOutput] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def output(self, command: str) -> CommandOutput | None:
+        return next((o for o in self.outputs if o.command == command), None)
+
+
+@dataclass
+class RemoteFacts:
+    configured_roles: list[str] = field(default_factory=list)
+    concurrency: int = 0
+    verify_host_keys: bool = True
+    seconds: float = 0.0
+    probes: list[HostProbe] = field(default_factory=list)
+
+
+@dataclass
 class InventoryRef:
     name: str
     path: str
@@ -148,6 +188,7 @@ class Snapshot:
     vcenters: list[VcenterFacts]
     join: JoinResult
     relay_groups: list[RelayGroupFacts]
+    remote: RemoteFacts = field(default_factory=RemoteFacts)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)

@@ -23,7 +23,7 @@ from .snapshot import VcenterFacts, VcHost, VcVm
 VM_PROPERTIES = (
     "name", "runtime.powerState", "runtime.host", "config.uuid", "config.instanceUuid", "config.guestId",
     "config.template", "guest.guestFamily", "guest.toolsRunningStatus", "guest.toolsVersionStatus2",
-    "guest.hostName",
+    "guest.hostName", "guest.ipAddress",
 )
 HOST_PROPERTIES = ("name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode",
                    "summary.config.product.fullName")
@@ -127,7 +127,7 @@ def facts_from_objects(name: str, objects: Iterator[Any]) -> tuple[list[VcHost],
             instance_uuid=p.get("config.instanceUuid"), guest_id=p.get("config.guestId"),
             guest_family=p.get("guest.guestFamily"), tools_running=p.get("guest.toolsRunningStatus"),
             tools_version_status=p.get("guest.toolsVersionStatus2"), guest_hostname=p.get("guest.hostName"),
-            template=bool(p.get("config.template", False))))
+            template=bool(p.get("config.template", False)), ip_address=p.get("guest.ipAddress")))
     return hosts, vms
 
 

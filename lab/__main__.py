@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--vms-per-host", type=int, help="scale: Windows VMs per host")
     up.add_argument("--vc-delay-ms", type=int, default=0, help="latency added to every vSphere call")
     up.add_argument("--dsm-latency-ms", type=int, default=0, help="latency added to every DSM call")
+    up.add_argument("--ssh-latency-ms", type=int, default=0, help="latency added to every remote command")
     down = sub.add_parser("down", help="stop the lab running in --dir")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     sub.add_parser("list", help="list the scenarios")
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_dir(args.dir)
         return 0
     lab = Lab(args.scenario, args.dir, hosts=args.hosts, vms_per_host=args.vms_per_host,
-              vc_delay_ms=args.vc_delay_ms, dsm_latency_ms=args.dsm_latency_ms).start()
+              vc_delay_ms=args.vc_delay_ms, dsm_latency_ms=args.dsm_latency_ms,
+              ssh_latency_ms=args.ssh_latency_ms).start()
     print(f"lab {lab.fleet.name}: {len(lab.fleet.vms)} VMs, {len(lab.fleet.computers)} DSM computers")
     print(f"inventory: {lab.inventory_path}")
     print(f"secrets:   {lab.dir / 'lab.env'} (export them: set -a; . {lab.dir / 'lab.env'}; set +a)")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import trustme
 import yaml
 
@@ -27,6 +28,8 @@ VCSIM_SRC = ROOT / "lab" / "vcsim" / "main.go"
 VCSIM_BIN = ROOT / ".cache" / "dsfleet-vcsim"
 VC_HOST, DSM_HOST = "127.0.20.1", "127.0.20.2"
 ENV_DSM_KEY, ENV_VC_PASSWORD = "DSFLEET_LAB_DSM_KEY", "DSFLEET_LAB_VC_PASSWORD"
+ENV_GUEST_PASSWORD = "DSFLEET_LAB_GUEST_PASSWORD"
+SSH_PORT = 2222
 VC_USER = "administrator@vsphere.local"
 
 
@@ -45,11 +48,13 @@ def ensure_vcsim() -> Path:
 
 class Lab:
     def __init__(self, scenario: str, workdir: Path, *, hosts: int | None = None, vms_per_host: int | None = None,
-                 vc_delay_ms: int = 0, dsm_latency_ms: int = 0, dsm_throttle_every: int = 0) -> None:
+                 vc_delay_ms: int = 0, dsm_latency_ms: int = 0, dsm_throttle_every: int = 0,
+                 ssh_latency_ms: int = 0) -> None:
         self.spec = scenario_mod.load(scenario)
         self.fleet = scenario_mod.build(self.spec, hosts=hosts, vms_per_host=vms_per_host)
         self.dir = workdir.resolve()
         self.vc_delay_ms, self.dsm_latency_ms, self.dsm_throttle_every = vc_delay_ms, dsm_latency_ms, dsm_throttle_every
+        self.ssh_latency_ms = ssh_latency_ms
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env: dict[str, str] = {}
 
@@ -60,14 +65,16 @@ class Lab:
     def start(self, timeout_s: float = 120) -> "Lab":
         stop_dir(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.env = {ENV_DSM_KEY: secrets.token_urlsafe(24), ENV_VC_PASSWORD: secrets.token_urlsafe(18)}
+        self.env = {ENV_DSM_KEY: secrets.token_urlsafe(24), ENV_VC_PASSWORD: secrets.token_urlsafe(18),
+                    ENV_GUEST_PASSWORD: secrets.token_urlsafe(18)}
         ca = trustme.CA(organization_name="dsfleet lab CA")
         ca.cert_pem.write_to_path(str(self.dir / "ca.pem"))
         for name, host in (("vcenter", VC_HOST), ("dsm", DSM_HOST)):
             leaf = ca.issue_cert(host)
             leaf.private_key_pem.write_to_path(str(self.dir / f"{name}-key.pem"))
             (self.dir / f"{name}-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
-        for ready in ("vcenter.ready", "dsm.ready"):
+        self._write_ssh_material()
+        for ready in ("vcenter.ready", "dsm.ready", "ssh.ready"):
             (self.dir / ready).unlink(missing_ok=True)
 
         vc_spec = {"listen": f"{VC_HOST}:0", "user": VC_USER, "cert": str(self.dir / "vcenter-cert.pem"),
@@ -92,11 +99,15 @@ class Lab:
         dsm_env = dict(os.environ, **{ENV_DSM_KEY: self.env[ENV_DSM_KEY]})
         self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.dsm_server", str(self.dir / "dsm.json")],
                                            cwd=ROOT, env=dsm_env, stdout=log, stderr=log, start_new_session=True))
+        ssh_env = dict(os.environ, **{ENV_GUEST_PASSWORD: self.env[ENV_GUEST_PASSWORD]})
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.ssh_server", str(self.dir / "ssh.json")],
+                                           cwd=ROOT, env=ssh_env, stdout=log, stderr=log, start_new_session=True))
         (self.dir / "state.json").write_text(json.dumps({"pids": [p.pid for p in self.procs],
                                                          "scenario": self.fleet.name}))
         try:
             vc_url = self._wait("vcenter.ready", timeout_s)
             dsm_url = self._wait("dsm.ready", timeout_s)
+            self._wait("ssh.ready", timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -105,6 +116,25 @@ class Lab:
         env_file.touch(mode=0o600)
         env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
         return self
+
+    def _write_ssh_material(self) -> None:
+        """Host and client keys, known_hosts for every endpoint, an ssh_config naming the ESXi hosts."""
+        host_key = asyncssh.generate_private_key("ssh-ed25519")
+        client_key = asyncssh.generate_private_key("ssh-ed25519")
+        host_key.write_private_key(str(self.dir / "ssh_host_key"))
+        client_key.write_private_key(str(self.dir / "client_key"))
+        client_key.write_public_key(str(self.dir / "client_key.pub"))
+        os.chmod(self.dir / "client_key", 0o600)
+        public = host_key.export_public_key().decode().strip()
+        endpoints = self.fleet.ssh_endpoints()
+        (self.dir / "known_hosts").write_text("".join(f"[{e['address']}]:{SSH_PORT} {public}\n" for e in endpoints))
+        # Real ESXi hosts are reached by the name vCenter knows them by; here that name maps to its address.
+        (self.dir / "ssh_config").write_text("".join(f"Host {host}\n    HostName {addr}\n"
+                                                     for host, addr in self.fleet.host_address.items()))
+        (self.dir / "ssh.json").write_text(json.dumps({
+            "port": SSH_PORT, "host_key": str(self.dir / "ssh_host_key"),
+            "authorized_keys": str(self.dir / "client_key.pub"), "latency_ms": self.ssh_latency_ms,
+            "nsx": self.fleet.nsx, "ready_file": str(self.dir / "ssh.ready"), "endpoints": endpoints}))
 
     def _wait(self, name: str, timeout_s: float) -> str:
         path = self.dir / name
@@ -126,6 +156,14 @@ class Lab:
             "vcenters": [{"name": "lab-vc", "url": vc_url, "user": VC_USER, "password_env": ENV_VC_PASSWORD,
                           "tls": {"verify": True, "ca_bundle": "ca.pem"}}],
             "nsx": self.fleet.nsx,
+            "remote": {
+                "known_hosts": "known_hosts", "ssh_config": "ssh_config", "concurrency": 64,
+                "connect_timeout_s": 5, "command_timeout_s": 5,
+                "esxi": {"user": "root", "port": SSH_PORT, "key_file": "client_key"},
+                "dsva": {"user": "dsva", "port": SSH_PORT, "key_file": "client_key"},
+                "windows": {"transport": "ssh", "user": "Administrator", "port": SSH_PORT,
+                            "password_env": ENV_GUEST_PASSWORD},
+            },
         }
         if self.spec.get("inventory_relay_groups"):
             inv["relay_groups"] = self.fleet.relay_groups

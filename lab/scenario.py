@@ -42,6 +42,12 @@ class LabVm:
     dsm: str = "protected"  # protected | unprotected | absent
     engine_offline: bool = False
     build: str | None = None  # agent build (linux agents, DSVAs)
+    ip: str = ""  # the guest's own loopback address (its SSH endpoint)
+    vsepflt: str = "running"  # running | stopped | missing (Windows guests)
+    vmci: str = "running"
+    ssh: str = "up"  # up | down (unreachable) | stall (answers nothing)
+    agent: str = "running"  # ds_agent on a DSVA: running | stopped
+    installed_build: str | None = None  # the DSVA's rpm, when it differs from what the DSM reports
 
 
 @dataclass
@@ -54,6 +60,22 @@ class LabFleet:
     vms: list[LabVm]
     computers: list[dict[str, Any]] = field(default_factory=list)
     relay_groups: list[dict[str, Any]] = field(default_factory=list)
+    host_address: dict[str, str] = field(default_factory=dict)
+    mux_stopped: set[str] = field(default_factory=set)
+
+    def ssh_endpoints(self) -> list[dict[str, Any]]:
+        """Every host the lab answers SSH for: ESXi hosts, DSVAs and Windows guests."""
+        out: list[dict[str, Any]] = [{"address": addr, "role": "esxi", "name": host,
+                                      "mux": "stopped" if host in self.mux_stopped else "running"}
+                                     for host, addr in self.host_address.items()]
+        for vm in self.vms:
+            if vm.kind == "dsva":
+                out.append({"address": vm.ip, "role": "dsva", "name": vm.name, "agent": vm.agent,
+                            "build": vm.installed_build or vm.build, "ssh": vm.ssh})
+            elif vm.kind == "windows":
+                out.append({"address": vm.ip, "role": "windows", "name": vm.name, "vsepflt": vm.vsepflt,
+                            "vmci": vm.vmci, "ssh": vm.ssh})
+        return out
 
     def vcsim_clusters(self) -> list[dict[str, Any]]:
         by_host: dict[str, list[LabVm]] = {}
@@ -67,7 +89,12 @@ def _vcsim_vm(vm: LabVm) -> dict[str, Any]:
     guest_id, family = GUEST[vm.kind]
     return {"name": vm.name, "uuid": vm.uuid, "guest_id": guest_id, "guest_family": family, "power": vm.power,
             "tools_running": vm.tools_running, "tools_version": vm.tools_version,
-            "guest_hostname": vm.name.lower()}
+            "guest_hostname": vm.name.lower(), "ip": vm.ip}
+
+
+def _address(base: int, index: int) -> str:
+    """The index-th address of a /16-ish block of 127.0.0.0/8 (250 per third octet)."""
+    return f"127.0.{base + index // 250}.{index % 250 + 1}"
 
 
 def load(name_or_path: str) -> dict[str, Any]:
@@ -93,7 +120,8 @@ def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | No
     faults = spec.get("faults") or {}
     clusters: dict[str, list[str]] = {}
     vms: list[LabVm] = []
-    n = 0
+    host_address: dict[str, str] = {}
+    n = guests = 0
     scaled = hosts is not None or vms_per_host is not None
     for cl in spec["clusters"][:1] if scaled else spec["clusters"]:
         count = hosts if hosts is not None else cl["hosts"]
@@ -102,17 +130,23 @@ def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | No
             n += 1
             host = f"esx-{n:02d}"
             clusters[cl["name"]].append(host)
+            host_address[host] = _address(30, n - 1)
             dsva_build = (faults.get("dsva_builds") or {}).get(host, builds["dsva"])
             if host not in (faults.get("hosts_without_dsva") or []):
+                agent = "stopped" if host in (faults.get("dsva_agent_stopped") or []) else "running"
                 vms.append(LabVm(f"Trend Micro Deep Security ({host})", host, "dsva", _uuid(host, "dsva"),
-                                 build=dsva_build))
+                                 build=dsva_build, ip=_address(40, n - 1), agent=agent,
+                                 installed_build=(faults.get("dsva_installed_builds") or {}).get(host)))
             win = vms_per_host if vms_per_host is not None else cl.get("windows_per_host", 0)
             lnx = 0 if vms_per_host is not None else cl.get("linux_per_host", 0)
             for i in range(1, win + 1):
-                vms.append(LabVm(f"WIN-{n:02d}-{i:02d}", host, "windows", _uuid(host, f"win{i}")))
+                vms.append(LabVm(f"WIN-{n:02d}-{i:02d}", host, "windows", _uuid(host, f"win{i}"),
+                                 ip=_address(50, guests)))
+                guests += 1
             for i in range(1, lnx + 1):
                 vms.append(LabVm(f"LNX-{n:02d}-{i:02d}", host, "linux", _uuid(host, f"lnx{i}"),
-                                 build=builds["linux_agent"]))
+                                 build=builds["linux_agent"], ip=_address(50, guests)))
+                guests += 1
     by_name = {vm.name: vm for vm in vms}
     for host in faults.get("hosts_engine_offline") or []:
         for vm in vms:
@@ -126,7 +160,8 @@ def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | No
 
     fleet = LabFleet(name=spec["name"], manager_version=str(spec["manager_version"]),
                      dsm_auth=spec.get("dsm_auth", "api-secret-key"), nsx=spec.get("nsx", "nsx-t"),
-                     clusters=clusters, vms=vms)
+                     clusters=clusters, vms=vms, host_address=host_address,
+                     mux_stopped=set(faults.get("hosts_mux_stopped") or []))
     group_of_vms = spec.get("vm_relay_group", 0)
     next_id = 1
     for group in spec.get("relay_groups") or []:

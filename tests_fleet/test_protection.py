@@ -3,9 +3,8 @@
 import pytest
 
 from dsfleet.fleet import Target, agent_build
+from dsfleet.isolation import engine_offline
 from dsfleet.pytest_plugin import expect, no_evidence, not_applicable
-
-ENGINE_OFFLINE = "anti-malware engine offline"
 
 
 @pytest.mark.check("PRT-001")
@@ -28,12 +27,10 @@ def test_anti_malware_engine_online(protected_vm: Target) -> None:
     assert c is not None
     if c.am_state is None:
         no_evidence("the DSM reports no antiMalware.state", "anti-malware state")
-    # The DSM may put the alert in any of the four status message fields: look in all of them.
     messages = c.agent_messages + c.appliance_messages + c.am_messages
-    offline = [m for m in messages if ENGINE_OFFLINE in m.lower()]
     on = c.am_state.lower().startswith("on")
     status = "; ".join(dict.fromkeys(messages)) or "no status messages"
-    expect(on and not offline, observed=f"antiMalware.state={c.am_state}; status: {status}",
+    expect(on and not engine_offline(c), observed=f"antiMalware.state={c.am_state}; status: {status}",
            required="anti-malware on, no \"Anti-Malware Engine Offline\"")
 
 

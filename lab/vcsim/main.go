@@ -34,6 +34,7 @@ type vmSpec struct {
 	ToolsRunning  string `json:"tools_running"`  // guestToolsRunning | guestToolsNotRunning
 	ToolsVersion  string `json:"tools_version"`  // guestToolsCurrent | guestToolsNotInstalled | ...
 	GuestHostName string `json:"guest_hostname"` // reported by VMware Tools
+	IP            string `json:"ip"`             // guest.ipAddress, reported by VMware Tools while it runs
 }
 
 type hostSpec struct {
@@ -213,4 +214,8 @@ func createVM(ctx context.Context, c *vim25.Client, folder *object.Folder, pool 
 	obj.Summary.Guest.ToolsVersionStatus2 = v.ToolsVersion
 	obj.Summary.Guest.HostName = v.GuestHostName
 	obj.Summary.Guest.ToolsStatus = obj.Guest.ToolsStatus
+	if v.ToolsRunning == "guestToolsRunning" && v.Power == "poweredOn" {
+		obj.Guest.IpAddress = v.IP
+		obj.Summary.Guest.IpAddress = v.IP
+	}
 }

@@ -22,6 +22,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("BLD-003", "LNX-01-01@esx-01"), ("BLD-003", "LNX-02-01@esx-02"),
         ("BLD-003", "app-win-01"), ("BLD-003", "app-win-02"),
         ("ORD-001", "erp-sol-01"),  # fixed, but its relays are not
+        ("DSV-002", DSVA.format("esx-01")),  # rpm says 20.0.0-8438, the DSM still 20.0.0-4416
     },
     "relay-order": {
         ("BLD-002", "relay-01"),
@@ -30,12 +31,17 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("ORD-002", "relay-01"), ("ORD-002", "relay-02"),  # Manager 12.0 is older than 20.0 relays
     },
     "engine-offline": {
-        ("PRT-002", "WIN-01-01@esx-01"), ("PRT-002", "WIN-01-03@esx-01"),  # case A
-        ("PRT-002", "WIN-02-01@esx-02"), ("PRT-002", "WIN-02-02@esx-02"), ("PRT-002", "WIN-02-03@esx-02"),  # case B
+        *{("PRT-002", f"WIN-01-0{i}@esx-01") for i in (1, 2, 3, 4)},  # case A
+        *{("PRT-002", f"WIN-0{h}-0{i}@esx-0{h}") for h in (2, 4) for i in range(1, 6)},  # case B
         ("PRT-003", "WIN-01-02@esx-01"),
         ("PRT-004", "WIN-01-03@esx-01"),
-        ("PRT-001", "WIN-03-01@esx-03"), ("PRT-001", "WIN-03-02@esx-03"), ("PRT-001", "WIN-03-03@esx-03"),
+        *{("PRT-001", f"WIN-03-0{i}@esx-03") for i in range(1, 6)},
         ("PRT-005", "esx-03"),
+        ("DRV-001", "WIN-01-01@esx-01"), ("DRV-001", "WIN-01-04@esx-01"),  # vsepflt STOPPED / missing
+        ("DRV-001", "WIN-01-05@esx-01"),  # unreachable guest: an error, never a pass
+        ("DSV-001", DSVA.format("esx-02")),
+        ("MUX-001", "esx-04"),
+        ("ISO-001", "esx-01"), ("ISO-001", "esx-02"), ("ISO-001", "esx-04"),
     },
 }
 
@@ -61,6 +67,73 @@ def test_scenario_findings(scenario: str, start_lab: Any, tmp_path: Path) -> Non
     assert not any(r["object"] == "(empty scope)" for r in run.results)
 
 
+def test_engine_offline_cases_and_causes(start_lab: Any, tmp_path: Path) -> None:
+    lab = start_lab("engine-offline")
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path), env=lab.env)
+    by = {(r["check"], r["object"]): r for r in run.results}
+    iso = {host: by[("ISO-001", host)]["observed"] for host in ("esx-01", "esx-02", "esx-04")}
+    assert iso["esx-01"].startswith("case A: Anti-Malware Engine Offline on 4 of 5 protected VMs on esx-01")
+    for cause in ("WIN-01-01: vsepflt: STOPPED", "WIN-01-02: the VM is suspended",
+                  "WIN-01-03: VMware Tools is not running", "WIN-01-04: vsepflt: not installed (FAILED 1060)"):
+        assert cause in iso["esx-01"]
+    assert iso["esx-02"].startswith("case B: Anti-Malware Engine Offline on every protected VM on esx-02 (5 of 5)")
+    assert "ds_agent on Trend Micro Deep Security (esx-02) is inactive (dead)" in iso["esx-02"]
+    assert iso["esx-04"].startswith("case B") and "nsx-context-mux is not running on esx-04" in iso["esx-04"]
+    remedy_b = by[("ISO-001", "esx-02")]["remediation"]
+    assert remedy_b.index("sudo service ds_agent restart") < remedy_b.index("/etc/init.d/nsx-context-mux restart")
+    assert "no restart needed" in by[("ISO-001", "esx-04")]["remediation"]
+    # A suspended VM, or one whose Tools are down, gets that cause, not a driver failure.
+    assert by[("DRV-001", "WIN-01-02@esx-01")]["outcome"] == "skip"
+    assert "PRT-003" in by[("DRV-001", "WIN-01-02@esx-01")]["observed"]
+    assert by[("DRV-001", "WIN-01-03@esx-01")]["outcome"] == "skip"
+    unreachable = by[("DRV-001", "WIN-01-05@esx-01")]
+    assert unreachable["outcome"] == "error" and "unreachable: cannot connect" in unreachable["observed"]
+    assert by[("ISO-001", "esx-03")]["outcome"] == "skip"  # no protected VM there: PRT-001/PRT-005 say why
+
+
+def test_hung_guest_times_out_without_stalling_the_run(start_lab: Any, tmp_path: Path) -> None:
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "lab/scenarios/healthy.yml").read_text())
+    spec.update(name="hung-guest", faults={"vms": {"WIN-01-01": {"ssh": "stall"}}})
+    (tmp_path / "hung.yml").write_text(yaml.safe_dump(spec))
+    lab = start_lab(str(tmp_path / "hung.yml"))
+    inv = yaml.safe_load(lab.inventory_path.read_text())
+    inv["remote"]["command_timeout_s"] = 1
+    (lab.dir / "fast.yml").write_text(yaml.safe_dump(inv))
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.dir / "fast.yml"), env=lab.env)
+    assert run.findings() == {("DRV-001", "WIN-01-01@esx-01")}
+    hung = [r for r in run.results if r["object"] == "WIN-01-01@esx-01" and r["check"] == "DRV-001"][0]
+    assert hung["outcome"] == "error" and "timeout: no answer within 1 s" in hung["observed"]
+    snap = yaml.safe_load((run.run_dir / "snapshot.json").read_text())
+    assert snap["remote"]["seconds"] < 10  # one hung guest cost its own timeout, not the run
+
+
+def test_changed_host_key_and_wrong_password_are_reported(start_lab: Any, tmp_path: Path) -> None:
+    lab = start_lab("healthy")
+    known = (lab.dir / "known_hosts").read_text().splitlines()
+    # Every ESXi host now presents a key that known_hosts does not list: refuse, never connect blind.
+    (lab.dir / "known_hosts").write_text("\n".join(line for line in known if not line.startswith("[127.0.30.")) + "\n")
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path),
+                    env=dict(lab.env, DSFLEET_LAB_GUEST_PASSWORD="wrong"))
+    errors = {(r["check"], r["object"]): r["observed"] for r in run.results if r["outcome"] == "error"}
+    assert {k for k in errors if k[0] == "MUX-001"} == {("MUX-001", f"esx-0{i}") for i in (1, 2, 3)}
+    assert all("host key rejected" in errors[("MUX-001", f"esx-0{i}")] for i in (1, 2, 3))
+    drv = [v for (c, _), v in errors.items() if c == "DRV-001"]
+    assert len(drv) == 8 and all("auth failed" in v for v in drv)
+    assert not any(r["outcome"] == "pass" and r["check"] in ("MUX-001", "DRV-001") for r in run.results)
+
+
+def test_no_remote_access_configured_errors_the_host_checks(start_lab: Any, tmp_path: Path) -> None:
+    lab = start_lab("healthy")
+    inv = yaml.safe_load(lab.inventory_path.read_text())
+    del inv["remote"]
+    (lab.dir / "no-remote.yml").write_text(yaml.safe_dump(inv))
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.dir / "no-remote.yml"), env=lab.env)
+    host_checks = [r for r in run.results if r["check"] in ("DRV-001", "DSV-001", "DSV-002", "MUX-001")]
+    assert host_checks and all(r["outcome"] == "error" for r in host_checks)
+    assert all("configure remote." in r["observed"] for r in host_checks)
+    assert run.returncode == 1
+
+
 def test_offline_rerun_from_snapshot_gives_the_same_results(start_lab: Any, tmp_path: Path) -> None:
     lab = start_lab("engine-offline")
     live = run_suite(tmp_path / "live", "--inventory", str(lab.inventory_path), env=lab.env)
@@ -79,7 +152,8 @@ def test_wrong_api_key_errors_every_dsm_check(start_lab: Any, tmp_path: Path) ->
     errors = [r for r in run.results if r["outcome"] == "error"]
     assert {r["check"] for r in errors} >= {"BLD-001", "BLD-002", "BLD-003", "ORD-001", "PRT-001", "PRT-002"}
     assert all("authentication failed" in r["observed"] for r in errors)
-    assert not any(r["outcome"] == "pass" and r["check"] != "PRT-005" for r in run.results)
+    # Only checks that need no DSM fact may pass: a DSVA VM per host (vCenter), the MUX (vCenter + SSH).
+    assert {r["check"] for r in run.results if r["outcome"] == "pass"} <= {"PRT-005", "MUX-001"}
 
 
 def test_untrusted_certificate_fails_closed(start_lab: Any, tmp_path: Path) -> None:

@@ -1,0 +1,200 @@
+"""Read-only commands on ESXi hosts, DSVAs and Windows guests, over pytest-testinfra backends.
+
+SSH uses testinfra's paramiko backend, extended with what a compliance run needs: host keys verified
+against a known_hosts file (unknown or changed keys are refused), connect and per-command timeouts,
+no agent or stray keys. Windows guests may use testinfra's WinRM backend instead. Only the commands in
+:data:`COMMANDS` can be run. Every host ends in one :class:`HostProbe` whose status says what happened.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import paramiko
+import testinfra.host
+from testinfra.backend.base import BaseBackend, CommandResult
+from testinfra.backend.paramiko import ParamikoBackend
+
+from .inventory import RemoteAccess, RoleAccess
+from .parsers import (UnexpectedOutput, parse_agent_state, parse_init_status, parse_rpm_query, parse_sc_query,
+                      parse_service_status)
+from .snapshot import CommandOutput, HostProbe
+
+MUX = {"nsx-v": "vShield-Endpoint-Mux", "nsx-t": "nsx-context-mux"}
+DRIVERS = ("vsepflt", "vmci")
+# The allowlist: every command the suite may run, by role. All are read-only status queries.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "windows": tuple(f"sc query {d}" for d in DRIVERS),
+    "dsva": ("service ds_agent status", "/opt/ds_agent/dsa_query -c GetAgentStatus", "rpm -q ds_agent"),
+    "esxi:nsx-v": (f"/etc/init.d/{MUX['nsx-v']} status",),
+    "esxi:nsx-t": (f"/etc/init.d/{MUX['nsx-t']} status",),
+}
+ALLOWED = frozenset(c for commands in COMMANDS.values() for c in commands)
+
+
+def commands_for(role: str, nsx: str) -> tuple[str, ...]:
+    return COMMANDS[f"esxi:{nsx}" if role == "esxi" else role]
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    role: str
+    key: str
+    name: str
+    address: str | None
+    skip_reason: str | None = None  # set: the host is not contacted, and this says why
+
+
+class SshBackend(ParamikoBackend):  # type: ignore[misc]
+    """testinfra's paramiko backend with host-key verification and command timeouts."""
+
+    def __init__(self, address: str, access: RoleAccess, remote: RemoteAccess, password: str | None) -> None:
+        spec = f"{access.user}@{address}" + (f":{access.port}" if access.port else "")
+        super().__init__(spec, ssh_config=str(remote.ssh_config) if remote.ssh_config else None,
+                         ssh_identity_file=str(access.key_file) if access.key_file else None,
+                         timeout=max(1, int(remote.connect_timeout_s)))
+        self._password = password
+        self._remote = remote
+
+    @functools.cached_property
+    def client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        cfg: dict[str, Any] = {"hostname": self.host.name, "port": int(self.host.port) if self.host.port else 22,
+                               "username": self.host.user}
+        if self.ssh_config:  # HostName, Port, User, IdentityFile from an OpenSSH client config
+            config = paramiko.SSHConfig.from_path(self.ssh_config)
+            self._load_ssh_config(client, cfg, config, os.path.dirname(self.ssh_config))
+        # The inventory decides host-key checking, whatever an ssh_config says.
+        if self._remote.verify_host_keys:
+            if self._remote.known_hosts is not None and self._remote.known_hosts.is_file():
+                client.load_host_keys(str(self._remote.known_hosts))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.WarningPolicy())
+        if self.ssh_identity_file:
+            cfg["key_filename"] = self.ssh_identity_file
+        t = self._remote.connect_timeout_s
+        client.connect(**cfg, password=self._password, timeout=t, banner_timeout=t, auth_timeout=t,
+                       allow_agent=False, look_for_keys=False)
+        return client
+
+    def _exec_command(self, command: bytes) -> tuple[int, bytes, bytes]:
+        transport = self.client.get_transport()
+        assert transport is not None
+        channel = transport.open_session(timeout=self._remote.connect_timeout_s)
+        channel.settimeout(self._remote.command_timeout_s)  # every read below raises socket.timeout past it
+        channel.exec_command(command)
+        stdout = b"".join(channel.makefile("rb"))
+        stderr = b"".join(channel.makefile_stderr("rb"))
+        if not channel.status_event.wait(self._remote.command_timeout_s):
+            raise socket.timeout("no exit status")
+        return channel.exit_status, stdout, stderr
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+
+
+def winrm_backend(address: str, access: RoleAccess, remote: RemoteAccess, password: str | None) -> BaseBackend:
+    """testinfra's WinRM backend, with the inventory's auth and timeouts (imported only when used)."""
+    from testinfra.backend.winrm import WinRMBackend
+
+    port = f":{access.port}" if access.port else ""
+    backend = WinRMBackend(f"{access.user}@{address}{port}", no_ssl=not access.winrm_https,
+                           read_timeout_sec=int(remote.command_timeout_s) + 10,
+                           operation_timeout_sec=int(remote.command_timeout_s))
+    backend.conn_args.update(password=password, transport=access.winrm_auth)
+    return backend
+
+
+def _classify(err: BaseException, stage: str, remote: RemoteAccess) -> tuple[str, str]:
+    if isinstance(err, paramiko.BadHostKeyException):
+        return "host key rejected", f"the host key of {err.hostname} does not match known_hosts ({remote.known_hosts})"
+    if isinstance(err, paramiko.AuthenticationException):
+        return "auth failed", f"authentication failed: {err}"
+    if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
+        return "host key rejected", f"{err} ({remote.known_hosts})"
+    if isinstance(err, (socket.timeout, TimeoutError)):
+        limit = remote.connect_timeout_s if stage == "connect" else remote.command_timeout_s
+        return "timeout", f"no answer within {limit:g} s ({stage})"
+    if isinstance(err, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionError, OSError)):
+        return "unreachable", f"cannot connect: {err}"
+    return "error", f"{type(err).__name__}: {err}"
+
+
+BackendFactory = Callable[[str, RoleAccess, RemoteAccess, "str | None"], BaseBackend]
+FACTORIES: dict[str, BackendFactory] = {"ssh": SshBackend, "winrm": winrm_backend}
+
+
+def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, nsx: str,
+          password: str | None) -> HostProbe:
+    """Run the role's allowlisted commands on one host; never raises."""
+    result = HostProbe(role=target.role, key=target.key, name=target.name, address=target.address,
+                       transport=access.transport if access else None, status="ok")
+    if target.skip_reason is not None or target.address is None:
+        result.status, result.reason = "not probed", target.skip_reason or "no address known"
+        return result
+    if access is None:
+        result.status, result.reason = "not configured", f"no remote.{target.role} access in the inventory"
+        return result
+    started = time.monotonic()
+    backend = None
+    stage = "connect"
+    try:
+        backend = FACTORIES[access.transport](target.address, access, remote, password)
+        if isinstance(backend, SshBackend):
+            _ = backend.client  # connect now, so a timeout is attributed to the right stage
+        stage = "command"
+        host = testinfra.host.Host(backend)
+        for command in commands_for(target.role, nsx):
+            if command not in ALLOWED:  # pragma: no cover - the table above is the allowlist
+                raise PermissionError(f"{command!r} is not an allowed read-only command")
+            t0 = time.monotonic()
+            out: CommandResult = host.run(command)
+            result.outputs.append(CommandOutput(command=command, rc=out.rc, stdout=out.stdout, stderr=out.stderr,
+                                                seconds=round(time.monotonic() - t0, 3)))
+        validate(result, nsx)
+    except UnexpectedOutput as err:
+        result.status, result.reason = "unexpected output", str(err)
+    except Exception as err:  # noqa: BLE001 - every failure becomes the recorded reason
+        result.status, result.reason = _classify(err, stage, remote)
+    finally:
+        if isinstance(backend, SshBackend):
+            backend.close()
+        result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def validate(result: HostProbe, nsx: str) -> None:
+    """Raise UnexpectedOutput unless every output parses (the checks parse again, from the snapshot)."""
+    agent_running = True
+    for out in result.outputs:
+        cmd = out.command
+        if cmd.startswith("sc query "):
+            parse_sc_query(cmd.removeprefix("sc query "), out.stdout, out.rc)
+        elif cmd == "service ds_agent status":
+            agent_running = parse_service_status("ds_agent", out.stdout, out.rc)[0]
+        elif cmd.startswith("/opt/ds_agent/dsa_query") and agent_running:
+            parse_agent_state(out.stdout)  # with ds_agent stopped it cannot answer: the service state says it all
+        elif cmd.startswith("rpm -q "):
+            parse_rpm_query("ds_agent", out.stdout, out.rc)
+        elif cmd.startswith("/etc/init.d/"):
+            parse_init_status(MUX[nsx], out.stdout, out.rc)
+
+
+def probe_all(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str,
+              passwords: dict[str, str | None]) -> list[HostProbe]:
+    """Probe every target with at most ``remote.concurrency`` hosts in flight; results in target order."""
+    def one(target: ProbeTarget) -> HostProbe:
+        return probe(target, remote.roles.get(target.role), remote, nsx, passwords.get(target.role))
+
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(remote.concurrency, len(targets)), thread_name_prefix="probe") as pool:
+        return list(pool.map(one, targets))
