@@ -124,7 +124,8 @@ class RoleAccess:
 
 @dataclass(frozen=True)
 class RemoteAccess:
-    concurrency: int
+    concurrency: int  # hosts in flight at once, in all worker processes together
+    processes: int  # worker processes; 0 = one per 250 hosts, up to the CPU count
     connect_timeout_s: float
     command_timeout_s: float
     verify_host_keys: bool
@@ -383,6 +384,8 @@ def _remote(node: _Node | None, base: Path) -> RemoteAccess | None:
         roles[role] = access
     remote = RemoteAccess(
         concurrency=node.get("concurrency", int, "an integer from 1 to 512", default=64, check=lambda v: 1 <= v <= 512),
+        processes=node.get("processes", int, "an integer from 0 (automatic) to 64", default=0,
+                           check=lambda v: 0 <= v <= 64),
         connect_timeout_s=float(node.get("connect_timeout_s", (int, float), "a positive number of seconds",
                                          default=10, check=lambda v: v > 0)),
         command_timeout_s=float(node.get("command_timeout_s", (int, float), "a positive number of seconds",

@@ -11,12 +11,17 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Callable
 
 import paramiko
+import paramiko.hostkeys
 import testinfra.host
 from testinfra.backend.base import BaseBackend, CommandResult
 from testinfra.backend.paramiko import ParamikoBackend
@@ -51,6 +56,61 @@ class ProbeTarget:
     skip_reason: str | None = None  # set: the host is not contacted, and this says why
 
 
+KnownHosts = dict[str, dict[str, paramiko.PKey]]  # "[host]:port" or host (or a |1|salt|hash) → key type → key
+_known_hosts_lock = threading.Lock()
+_known_hosts_cache: dict[tuple[str, float], KnownHosts] = {}
+
+
+def _known_hosts(path: str) -> KnownHosts:
+    """known_hosts indexed once per file version, under a lock: paramiko's HostKeys scans every entry on
+    each lookup, and parsing per connection costs more than the SSH handshake itself."""
+    mtime = os.path.getmtime(path) if os.path.isfile(path) else 0.0
+    with _known_hosts_lock:
+        if (path, mtime) not in _known_hosts_cache:
+            index: KnownHosts = {}
+            if mtime:
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+                        if entry is None or entry.key is None:
+                            continue  # comments, blank lines, unsupported key types
+                        for name in entry.hostnames:
+                            index.setdefault(name, {})[entry.key.get_name()] = entry.key
+            _known_hosts_cache[(path, mtime)] = index
+        return _known_hosts_cache[(path, mtime)]
+
+
+@functools.lru_cache(maxsize=8)
+def _ssh_config(path: str) -> paramiko.SSHConfig:
+    return paramiko.SSHConfig.from_path(path)
+
+
+class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """Accept a server key only if known_hosts lists exactly that key for the address (and port) dialled.
+
+    Clear entries are a dict lookup; hashed ones (``|1|salt|hash``, OpenSSH's HashKnownHosts) are matched
+    by hashing the name with each entry's salt.
+    """
+
+    def __init__(self, known: KnownHosts, path: str) -> None:
+        self.known, self.path = known, path
+
+    def _entry(self, hostname: str) -> dict[str, paramiko.PKey] | None:
+        if hostname in self.known:
+            return self.known[hostname]
+        for name, keys in self.known.items():
+            if name.startswith("|1|") and paramiko.HostKeys.hash_host(hostname, name) == name:
+                return keys
+        return None
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        entry = self._entry(hostname)
+        if entry is None or key.get_name() not in entry:
+            raise paramiko.SSHException(f"the host key of {hostname} is not found in known_hosts")
+        if entry[key.get_name()] != key:
+            raise paramiko.BadHostKeyException(hostname, key, entry[key.get_name()])
+
+
 class SshBackend(ParamikoBackend):  # type: ignore[misc]
     """testinfra's paramiko backend with host-key verification and command timeouts."""
 
@@ -61,20 +121,36 @@ class SshBackend(ParamikoBackend):  # type: ignore[misc]
                          timeout=max(1, int(remote.connect_timeout_s)))
         self._password = password
         self._remote = remote
+        # testinfra would otherwise run `python -c 'import locale...'` on the host the first time output is
+        # not ASCII (systemd's "●"): a command outside the allowlist. Our hosts answer in UTF-8.
+        self._encoding = "utf-8"
+        self._client: paramiko.SSHClient | None = None
 
-    @functools.cached_property
+    # A plain per-instance property, not functools.cached_property: on Python < 3.12 that holds one lock per
+    # class while the value is computed, so every host's SSH handshake would wait for every other's.
+    @property
     def client(self) -> paramiko.SSHClient:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    @client.deleter
+    def client(self) -> None:  # testinfra's run() reconnects once with `del self.client`
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+
+    def _connect(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
         cfg: dict[str, Any] = {"hostname": self.host.name, "port": int(self.host.port) if self.host.port else 22,
                                "username": self.host.user}
         if self.ssh_config:  # HostName, Port, User, IdentityFile from an OpenSSH client config
-            config = paramiko.SSHConfig.from_path(self.ssh_config)
-            self._load_ssh_config(client, cfg, config, os.path.dirname(self.ssh_config))
-        # The inventory decides host-key checking, whatever an ssh_config says.
+            self._load_ssh_config(client, cfg, _ssh_config(self.ssh_config), os.path.dirname(self.ssh_config))
+        # The inventory decides host-key checking, whatever an ssh_config says. The client's own key store
+        # stays empty, so every server key goes through the policy, which checks the shared known_hosts.
         if self._remote.verify_host_keys:
-            if self._remote.known_hosts is not None and self._remote.known_hosts.is_file():
-                client.load_host_keys(str(self._remote.known_hosts))
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            path = str(self._remote.known_hosts or "")
+            client.set_missing_host_key_policy(KnownHostsPolicy(_known_hosts(path), path))
         else:
             client.set_missing_host_key_policy(paramiko.WarningPolicy())
         if self.ssh_identity_file:
@@ -97,8 +173,7 @@ class SshBackend(ParamikoBackend):  # type: ignore[misc]
         return channel.exit_status, stdout, stderr
 
     def close(self) -> None:
-        if "client" in self.__dict__:
-            self.client.close()
+        del self.client
 
 
 def winrm_backend(address: str, access: RoleAccess, remote: RemoteAccess, password: str | None) -> BaseBackend:
@@ -188,13 +263,45 @@ def validate(result: HostProbe, nsx: str) -> None:
             parse_init_status(MUX[nsx], out.stdout, out.rc)
 
 
+TARGETS_PER_PROCESS = 250  # below this a second process costs more (start-up, imports) than it saves
+
+
+def processes_for(remote: RemoteAccess, count: int) -> int:
+    """Worker processes for ``count`` targets: the inventory's number, or one per 250 up to the CPU count."""
+    if remote.processes:
+        return max(1, min(remote.processes, count))
+    return max(1, min(os.cpu_count() or 1, count // TARGETS_PER_PROCESS))
+
+
 def probe_all(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str,
               passwords: dict[str, str | None]) -> list[HostProbe]:
-    """Probe every target with at most ``remote.concurrency`` hosts in flight; results in target order."""
+    """Probe every target with at most ``remote.concurrency`` hosts in flight in all; results in target order.
+
+    SSH handshakes cost the client ~10 ms of CPU each, and the GIL keeps one process on one core, so large
+    fleets are split round-robin across worker processes, each with its share of the concurrency bound.
+    """
+    if not targets:
+        return []
+    workers = processes_for(remote, len(targets))
+    if workers == 1:
+        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency)
+    chunks = [targets[i::workers] for i in range(workers)]
+    share = max(1, remote.concurrency // workers)
+    # spawn, not fork: the parent has threads (pyvmomi, requests pools) that a fork would copy mid-state.
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_probe_threads, chunks, repeat(remote), repeat(nsx), repeat(passwords),
+                                  repeat(share)))
+    except BrokenProcessPool:  # e.g. a host program whose __main__ cannot be re-imported: stay in-process
+        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency)
+    found = {(p.role, p.key): p for part in parts for p in part}
+    return [found[(t.role, t.key)] for t in targets]
+
+
+def _probe_threads(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, passwords: dict[str, str | None],
+                   concurrency: int) -> list[HostProbe]:
     def one(target: ProbeTarget) -> HostProbe:
         return probe(target, remote.roles.get(target.role), remote, nsx, passwords.get(target.role))
 
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=min(remote.concurrency, len(targets)), thread_name_prefix="probe") as pool:
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(targets)), thread_name_prefix="probe") as pool:
         return list(pool.map(one, targets))
