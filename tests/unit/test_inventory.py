@@ -92,6 +92,35 @@ def test_errors_name_file_field_and_expectation(tmp_path: Path, path: str, value
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("remote,field,expected", [
+    ({"windows": {"transport": "telnet", "user": "a", "password_env": "P"}}, "remote.windows.transport",
+     "one of ssh, winrm"),
+    ({"esxi": {"transport": "winrm", "user": "root", "password_env": "P"}}, "remote.esxi.transport", "one of ssh"),
+    ({"dsva": {"user": "dsva"}}, "remote.dsva", "password_env or key_file"),
+    ({"dsva": {"user": "dsva", "key_file": "nope"}}, "remote.dsva.key_file", "an existing file"),
+    ({"concurrency": 0}, "remote.concurrency", "an integer from 1 to 512"),
+    ({"windows": {"user": "a", "password_env": "P", "address": "dns"}}, "remote.windows.address", "one of name, ip"),
+    ({"esxi": {"user": "root", "password_env": "P", "sudo": True}}, "remote.esxi.sudo", "no such key"),
+])
+def test_remote_errors(tmp_path: Path, remote: dict[str, Any], field: str, expected: str) -> None:
+    data = minimal()
+    data["remote"] = remote
+    file = write(tmp_path, data)
+    with pytest.raises(InputError) as err:
+        inventory.load(file)
+    assert str(err.value).startswith(f"{file}: {field}: expected ") and expected in str(err.value)
+
+
+def test_remote_defaults_verify_host_keys(tmp_path: Path) -> None:
+    data = minimal()
+    data["remote"] = {"windows": {"transport": "winrm", "user": "a", "password_env": "P"}}
+    inv = inventory.load(write(tmp_path, data))
+    assert inv.remote is not None and inv.remote.verify_host_keys and inv.remote.concurrency == 64
+    assert str(inv.remote.known_hosts).endswith(".ssh/known_hosts") and inv.remote.roles["windows"].address == "ip"
+    data["remote"]["verify_host_keys"] = False
+    assert "SSH host keys" in " ".join(inventory.load(write(tmp_path, data)).tls_exceptions)
+
+
 def test_duplicate_vcenter_names(tmp_path: Path) -> None:
     data = minimal()
     data["vcenters"].append(dict(data["vcenters"][0]))

@@ -35,7 +35,7 @@ def sample() -> Snapshot:
     return Snapshot(
         schema=snapshot.SCHEMA, version=snapshot.VERSION, created_utc="2026-11-21T00:00:00+00:00", gather_seconds=1.5,
         inventory=InventoryRef(name="t", path="t.yml", sha256="0" * 64, nsx="nsx-t", scope_clusters=[], scope_hosts=[],
-                               dsva_vm_pattern="^Trend", include_unmatched_agents=True, tls_exceptions=[]),
+                               dsva_vm_pattern="^Trend Micro", include_unmatched_agents=True, tls_exceptions=[]),
         dsm=DsmFacts(url="https://dsm", auth="api-secret-key", tls_verify=True, computers=[computer(1, "WIN-1", "U1")]),
         vcenters=[VcenterFacts(name="vc", url="https://vc/sdk", tls_verify=True,
                                hosts=[VcHost("vc/host-1", "esx-01", "cl", "connected", False, "ESXi")],
