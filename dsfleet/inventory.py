@@ -120,6 +120,7 @@ class RoleAccess:
     address: str  # "name": the vCenter name; "ip": the guest IP VMware Tools reports
     winrm_https: bool = True
     winrm_auth: str = "ntlm"
+    tls: Tls = Tls(verify=True, ca_bundle=None)  # WinRM over HTTPS: how to trust the guest's certificate
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,9 @@ class Inventory:
         out += [f"vCenter {vc.url}" for vc in self.vcenters if not vc.tls.verify]
         if self.remote is not None and not self.remote.verify_host_keys:
             out.append("SSH host keys (remote.verify_host_keys: false)")
+        if self.remote is not None:
+            out += [f"WinRM on {role} hosts (remote.{role}.tls.verify: false)" for role, a in self.remote.roles.items()
+                    if a.transport == "winrm" and a.winrm_https and not a.tls.verify]
         return out
 
 
@@ -377,6 +381,7 @@ def _remote(node: _Node | None, base: Path) -> RemoteAccess | None:
             winrm_https=r.get("winrm_https", bool, "true or false", default=True),
             winrm_auth=r.get("winrm_auth", str, "one of ntlm, kerberos, basic, credssp", default="ntlm",
                              check=lambda v: v in ("ntlm", "kerberos", "basic", "credssp")),
+            tls=_tls(r, base),
         )
         if access.password_env is None and access.key_file is None:
             raise InputError(r.file, r.path, "password_env or key_file (how to log in)")

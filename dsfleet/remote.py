@@ -184,11 +184,23 @@ def winrm_backend(address: str, access: RoleAccess, remote: RemoteAccess, passwo
     backend = WinRMBackend(f"{access.user}@{address}{port}", no_ssl=not access.winrm_https,
                            read_timeout_sec=int(remote.command_timeout_s) + 10,
                            operation_timeout_sec=int(remote.command_timeout_s))
-    backend.conn_args.update(password=password, transport=access.winrm_auth)
+    backend.conn_args.update(password=password, transport=access.winrm_auth,
+                             server_cert_validation="validate" if access.tls.verify else "ignore")
+    if access.tls.verify and access.tls.ca_bundle is not None:
+        backend.conn_args["ca_trust_path"] = str(access.tls.ca_bundle)
+    backend._encoding = "utf-8"  # as for SSH: never let testinfra run its own encoding probe on the guest
     return backend
 
 
 def _classify(err: BaseException, stage: str, remote: RemoteAccess) -> tuple[str, str]:
+    name = type(err).__name__
+    if name == "InvalidCredentialsError":  # winrm.exceptions: the guest answered 401
+        return "auth failed", f"authentication failed: {err}"
+    if name == "SSLError":  # requests, under WinRM over HTTPS
+        return "tls rejected", f"TLS verification failed: {err}"
+    if name in ("ReadTimeout", "ConnectTimeout", "WinRMOperationTimeoutError"):
+        limit = remote.connect_timeout_s if name == "ConnectTimeout" else remote.command_timeout_s
+        return "timeout", f"no answer within {limit:g} s ({stage})"
     if isinstance(err, paramiko.BadHostKeyException):
         return "host key rejected", f"the host key of {err.hostname} does not match known_hosts ({remote.known_hosts})"
     if isinstance(err, paramiko.AuthenticationException):

@@ -136,7 +136,7 @@ class CommandOutput:
 
 # Why a host has no results: every probe ends in exactly one of these.
 PROBE_STATUSES = ("ok", "not probed", "not configured", "unreachable", "auth failed", "host key rejected",
-                  "timeout", "unexpected output", "error")
+                  "tls rejected", "timeout", "unexpected output", "error")
 
 
 @dataclass

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--vc-delay-ms", type=int, default=0, help="latency added to every vSphere call")
     up.add_argument("--dsm-latency-ms", type=int, default=0, help="latency added to every DSM call")
     up.add_argument("--ssh-latency-ms", type=int, default=0, help="latency added to every remote command")
+    up.add_argument("--windows-transport", choices=("ssh", "winrm"), default="ssh",
+                    help="how the Windows guests are reached: OpenSSH for Windows or WinRM (WS-Management)")
     down = sub.add_parser("down", help="stop the lab running in --dir")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     sub.add_parser("list", help="list the scenarios")
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     lab = Lab(args.scenario, args.dir, hosts=args.hosts, vms_per_host=args.vms_per_host,
               vc_delay_ms=args.vc_delay_ms, dsm_latency_ms=args.dsm_latency_ms,
-              ssh_latency_ms=args.ssh_latency_ms).start()
+              ssh_latency_ms=args.ssh_latency_ms, windows_transport=args.windows_transport).start()
     print(f"lab {lab.fleet.name}: {len(lab.fleet.vms)} VMs, {len(lab.fleet.computers)} DSM computers")
     print(f"inventory: {lab.inventory_path}")
     print(f"secrets:   {lab.dir / 'lab.env'} (export them: set -a; . {lab.dir / 'lab.env'}; set +a)")

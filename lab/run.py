@@ -49,12 +49,13 @@ def ensure_vcsim() -> Path:
 class Lab:
     def __init__(self, scenario: str, workdir: Path, *, hosts: int | None = None, vms_per_host: int | None = None,
                  vc_delay_ms: int = 0, dsm_latency_ms: int = 0, dsm_throttle_every: int = 0,
-                 ssh_latency_ms: int = 0) -> None:
+                 ssh_latency_ms: int = 0, windows_transport: str = "ssh") -> None:
         self.spec = scenario_mod.load(scenario)
         self.fleet = scenario_mod.build(self.spec, hosts=hosts, vms_per_host=vms_per_host)
         self.dir = workdir.resolve()
         self.vc_delay_ms, self.dsm_latency_ms, self.dsm_throttle_every = vc_delay_ms, dsm_latency_ms, dsm_throttle_every
         self.ssh_latency_ms = ssh_latency_ms
+        self.windows_transport = windows_transport  # ssh (OpenSSH for Windows) or winrm (WS-Management)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env: dict[str, str] = {}
 
@@ -74,7 +75,12 @@ class Lab:
             leaf.private_key_pem.write_to_path(str(self.dir / f"{name}-key.pem"))
             (self.dir / f"{name}-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
         self._write_ssh_material()
-        for ready in ("vcenter.ready", "dsm.ready", "ssh.ready"):
+        if self.windows_transport == "winrm":
+            ips = [e["address"] for e in self.fleet.ssh_endpoints() if e["role"] == "windows"]
+            leaf = ca.issue_cert(*ips)
+            leaf.private_key_pem.write_to_path(str(self.dir / "winrm-key.pem"))
+            (self.dir / "winrm-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+        for ready in ("vcenter.ready", "dsm.ready", "ssh.ready", "winrm.ready"):
             (self.dir / ready).unlink(missing_ok=True)
 
         vc_spec = {"listen": f"{VC_HOST}:0", "user": VC_USER, "cert": str(self.dir / "vcenter-cert.pem"),
@@ -102,12 +108,17 @@ class Lab:
         ssh_env = dict(os.environ, **{ENV_GUEST_PASSWORD: self.env[ENV_GUEST_PASSWORD]})
         self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.ssh_server", str(self.dir / "ssh.json")],
                                            cwd=ROOT, env=ssh_env, stdout=log, stderr=log, start_new_session=True))
+        if self.windows_transport == "winrm":
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.winrm_server", str(self.dir / "ssh.json")],
+                                               cwd=ROOT, env=ssh_env, stdout=log, stderr=log, start_new_session=True))
         (self.dir / "state.json").write_text(json.dumps({"pids": [p.pid for p in self.procs],
                                                          "scenario": self.fleet.name}))
         try:
             vc_url = self._wait("vcenter.ready", timeout_s)
             dsm_url = self._wait("dsm.ready", timeout_s)
             self._wait("ssh.ready", timeout_s)
+            if self.windows_transport == "winrm":
+                self._wait("winrm.ready", timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -134,7 +145,9 @@ class Lab:
         (self.dir / "ssh.json").write_text(json.dumps({
             "port": SSH_PORT, "host_key": str(self.dir / "ssh_host_key"),
             "authorized_keys": str(self.dir / "client_key.pub"), "latency_ms": self.ssh_latency_ms,
-            "nsx": self.fleet.nsx, "ready_file": str(self.dir / "ssh.ready"), "endpoints": endpoints}))
+            "nsx": self.fleet.nsx, "ready_file": str(self.dir / "ssh.ready"), "endpoints": endpoints,
+            "winrm_cert": str(self.dir / "winrm-cert.pem"), "winrm_key": str(self.dir / "winrm-key.pem"),
+            "winrm_ready_file": str(self.dir / "winrm.ready")}))
 
     def _wait(self, name: str, timeout_s: float) -> str:
         path = self.dir / name
@@ -161,8 +174,10 @@ class Lab:
                 "connect_timeout_s": 5, "command_timeout_s": 5,
                 "esxi": {"user": "root", "port": SSH_PORT, "key_file": "client_key"},
                 "dsva": {"user": "dsva", "port": SSH_PORT, "key_file": "client_key"},
-                "windows": {"transport": "ssh", "user": "Administrator", "port": SSH_PORT,
-                            "password_env": ENV_GUEST_PASSWORD},
+                "windows": ({"transport": "ssh", "user": "Administrator", "port": SSH_PORT,
+                             "password_env": ENV_GUEST_PASSWORD} if self.windows_transport == "ssh" else
+                            {"transport": "winrm", "user": "Administrator", "port": 5986, "winrm_auth": "basic",
+                             "password_env": ENV_GUEST_PASSWORD, "tls": {"ca_bundle": "ca.pem"}}),
             },
         }
         if self.spec.get("inventory_relay_groups"):

@@ -213,3 +213,26 @@ def test_cloud_one_auth_style(start_lab: Any, tmp_path: Path) -> None:
     assert run.returncode == 0 and run.findings() == set(), run.stdout[-2000:]
     skipped = [r for r in run.results if r["check"] == "ORD-002"]
     assert skipped and all(r["outcome"] == "skip" and "Cloud One" in r["observed"] for r in skipped)
+
+
+def test_windows_guests_over_winrm(start_lab: Any, tmp_path: Path) -> None:
+    """The Windows group over WinRM (testinfra's WinRM backend, pywinrm, HTTPS): the same findings as SSH."""
+    lab = start_lab("engine-offline", windows_transport="winrm")
+    assert yaml.safe_load(lab.inventory_path.read_text())["remote"]["windows"]["transport"] == "winrm"
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path), env=lab.env)
+    assert run.findings() == EXPECTED["engine-offline"], run.stdout[-3000:]
+    snap = yaml.safe_load((run.run_dir / "snapshot.json").read_text())
+    assert {p["transport"] for p in snap["remote"]["probes"] if p["role"] == "windows" and p["status"] == "ok"} \
+        == {"winrm"}
+    # A wrong password and an untrusted certificate are each reported as such, never passed.
+    inv = yaml.safe_load(lab.inventory_path.read_text())
+    del inv["remote"]["windows"]["tls"]
+    (lab.dir / "untrusted.yml").write_text(yaml.safe_dump(inv))
+    untrusted = run_suite(tmp_path / "untrusted", "--inventory", str(lab.dir / "untrusted.yml"), env=lab.env)
+    reachable = lambda r: r["check"] == "DRV-001" and r["outcome"] != "skip" and r["object"] != "WIN-01-05@esx-01"  # noqa: E731
+    drv = [r for r in untrusted.results if reachable(r)]
+    assert drv and all(r["outcome"] == "error" and "tls rejected" in r["observed"] for r in drv)
+    wrong = run_suite(tmp_path / "wrong", "--inventory", str(lab.inventory_path),
+                      env=dict(lab.env, DSFLEET_LAB_GUEST_PASSWORD="nope"))
+    drv = [r for r in wrong.results if reachable(r)]
+    assert drv and all(r["outcome"] == "error" and "auth failed" in r["observed"] for r in drv)
