@@ -28,9 +28,13 @@ def minimal() -> dict[str, Any]:
 
 
 def test_example_documents_every_key_and_loads(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text().replace("/etc/pki/dsm-ca.pem", str(tmp_path / "ca.pem"))
-    (tmp_path / "ca.pem").write_text("x")
+    text = EXAMPLE.read_text()
+    for name in ("/etc/pki/dsm-ca.pem", "~/.ssh/esxi_ed25519", "~/.ssh/config"):
+        local = tmp_path / name.rsplit("/", 1)[1]
+        local.write_text("x")
+        text = text.replace(name, str(local))
     inv = inventory.load(write(tmp_path, text))
+    assert inv.remote is not None and inv.remote.roles["windows"].transport == "winrm"
     assert inv.dsm.on_premises and inv.nsx == "nsx-t" and inv.scope.clusters == ("cl-prod",)
     assert inv.relay_groups[0].relays == ("relay-01.example.local", "relay-02.example.local")
     assert inv.update_proxy is not None and inv.tls_exceptions == []
