@@ -12,7 +12,8 @@ from functools import cached_property
 from typing import Callable
 
 from .remote import ProbeTarget
-from .snapshot import DsmComputer, HostProbe, RelayGroupFacts, Snapshot, VcHost, VcVm
+from .join import names_of
+from .snapshot import DsmComputer, Event, HostProbe, RelayGroupFacts, Snapshot, SourceProbe, VcHost, VcVm
 from .versions import Build
 
 
@@ -29,6 +30,8 @@ class Target:
     vm: VcVm | None = None
     host: VcHost | None = None
     dsva_vms: tuple[VcVm, ...] = ()
+    source_probe: SourceProbe | None = None
+    events: tuple[Event, ...] = ()
 
     @property
     def identity(self) -> str:
@@ -250,6 +253,53 @@ class Fleet:
 
     def probe(self, role: str, key: str) -> HostProbe | None:
         return self._probes.get((role, key))
+
+    # -- update path and events ------------------------------------------------------------------------
+
+    def _update_probes(self, from_relays: bool) -> list[Target]:
+        facts = self.snap.update_path
+        if not facts.configured:
+            raise Unavailable("the update path is not configured: add update_source (and update_proxy) to the "
+                              "inventory")
+        if facts.error:
+            raise Unavailable(facts.error)
+        return [Target(f"update source from {p.origin}", source_probe=p) for p in facts.probes
+                if (p.origin != "dsfleet") == from_relays]
+
+    def source_probes(self) -> list[Target]:
+        """The probe of the update source from dsfleet's host, through the inventory's proxy."""
+        return self._update_probes(from_relays=False)
+
+    def relay_source_probes(self) -> list[Target]:
+        """The same source probed from each relay that update_source.relays lists."""
+        return self._update_probes(from_relays=True)
+
+    def event_subjects(self) -> list[Target]:
+        """Every computer that takes security updates (agents, relays, DSVAs) with its events in the window,
+        plus any event target the DSM does not list (so no event is dropped)."""
+        facts = self.snap.events
+        if not facts.configured:
+            raise Unavailable("no event source is configured: add events (soap or cef) to the inventory")
+        if facts.error:
+            raise Unavailable(f"events were not read ({facts.source}): {facts.error}")
+        subjects = {t.computer.id: t for t in self.relays() + self.ordering_subjects() if t.computer is not None}
+        by_name: dict[str, int] = {}
+        for cid in subjects:
+            c = self.computers[cid]
+            for name in names_of(c.host_name, c.display_name):
+                by_name.setdefault(name, cid)
+        mine: dict[int, list[Event]] = {cid: [] for cid in subjects}
+        strangers: dict[str, list[Event]] = {}
+        for event in facts.events:
+            owner = next((by_name[n] for n in names_of(event.target) if n in by_name), None)
+            if owner is not None:
+                mine[owner].append(event)
+            else:
+                strangers.setdefault(event.target or "(no target)", []).append(event)
+        out = [Target(subjects[cid].object_id, computer=subjects[cid].computer, vm=subjects[cid].vm,
+                      host=subjects[cid].host, events=tuple(mine[cid])) for cid in subjects]
+        out += [Target(f"{name} (not in the DSM)", events=tuple(evs)) for name, evs in strangers.items()]
+        return sorted(out, key=lambda t: t.object_id)
 
     # -- relay groups ----------------------------------------------------------------------------------
 

@@ -7,15 +7,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import datetime as dt
+
+from . import events as events_mod
 from . import remote as remote_mod
+from . import updatepath
 from . import vcenter
 from .dsm import DsmClient
-from .errors import GatherError
+from .errors import DsfleetError, GatherError
 from .inventory import Inventory
 from .join import join
 from .fleet import Fleet
-from .snapshot import (SCHEMA, VERSION, DsmComputer, DsmFacts, InventoryRef, RelayGroupFacts, RemoteFacts,
-                       Snapshot, VcenterFacts)
+from .snapshot import (SCHEMA, VERSION, DsmComputer, DsmFacts, EventFacts, InventoryRef, RelayGroupFacts,
+                       RemoteFacts, Snapshot, SourceProbe, UpdatePathFacts, VcenterFacts)
 
 # Only what the checks read: status messages, anti-malware state, the relay setting, the VM summary.
 DSM_EXPAND = ["computerStatus", "antiMalware", "computerSettings", "vmwareVMVirtualMachineSummary"]
@@ -102,20 +106,32 @@ def relay_groups(inv: Inventory, computers: list[DsmComputer]) -> list[RelayGrou
     return [groups[k] for k in sorted(groups)]
 
 
-def gather(inv: Inventory) -> Snapshot:
-    """Gather every source concurrently (each is one bulk conversation) and join the results."""
+def gather(inv: Inventory, since: dt.datetime | None = None) -> Snapshot:
+    """Gather every source concurrently (each is one bulk conversation) and join the results.
+
+    ``since`` opens the events window (default: the last 24 hours).
+    """
     started = time.monotonic()
+    until = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    since = since or until - dt.timedelta(hours=24)
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     # Resolve every secret first: a missing one is an input error before anything is contacted.
     client = dsm_client(inv)
     for i, vc in enumerate(inv.vcenters):
         inv.secret(vc.password_env, f"vcenters[{i}].password_env")
     passwords = remote_passwords(inv)
-    with ThreadPoolExecutor(max_workers=1 + len(inv.vcenters)) as pool:
+    proxy_auth = _proxy_auth(inv)
+    soap_password = (inv.secret(inv.events.soap_password_env, "events.soap_password_env")
+                     if inv.events is not None and inv.events.soap_password_env else None)
+    with ThreadPoolExecutor(max_workers=3 + len(inv.vcenters)) as pool:
         dsm_future = pool.submit(gather_dsm, inv, client)
         vc_futures = [pool.submit(gather_vcenter, inv, i) for i in range(len(inv.vcenters))]
+        path_future = pool.submit(gather_update_path, inv, client, proxy_auth)
+        events_future = pool.submit(gather_events, inv, soap_password, since, until)
         dsm = dsm_future.result()
         vcenters = [f.result() for f in vc_futures]
+        update_path = path_future.result()
+        event_facts = events_future.result()
     all_vms = [vm for vc in vcenters for vm in vc.vms]
     snap = Snapshot(
         schema=SCHEMA, version=VERSION, created_utc=created, gather_seconds=round(time.monotonic() - started, 3),
@@ -126,10 +142,87 @@ def gather(inv: Inventory) -> Snapshot:
         dsm=dsm, vcenters=vcenters, join=join(dsm.computers, all_vms),
         relay_groups=relay_groups(inv, dsm.computers),
     )
+    snap.update_path, snap.events = update_path, event_facts
     # Remote commands need to know which hosts and VMs exist, so they run after the bulk gather.
     snap.remote = gather_remote(inv, Fleet(snap), passwords)
+    snap.update_path.probes += relay_probes(inv, snap, passwords)
     snap.gather_seconds = round(time.monotonic() - started, 3)
     return snap
+
+
+def _proxy_auth(inv: Inventory) -> tuple[str, str] | None:
+    p = inv.update_proxy
+    if p is None or not p.user_env:
+        return None
+    return (inv.secret(p.user_env, "update_proxy.user_env"),
+            inv.secret(p.password_env, "update_proxy.password_env") if p.password_env else "")
+
+
+def gather_update_path(inv: Inventory, client: DsmClient, proxy_auth: tuple[str, str] | None) -> UpdatePathFacts:
+    """The DSM's update-source settings, and one probe of that source through the inventory's proxy."""
+    if inv.update_source is None:
+        return UpdatePathFacts()
+    facts = UpdatePathFacts(configured=True, proxy_url=inv.update_proxy.url if inv.update_proxy else None)
+    try:
+        facts.source_mode = client.system_setting(updatepath.SETTINGS["mode"])
+        facts.source_url = client.system_setting(updatepath.SETTINGS["url"])
+        facts.proxy_setting = client.system_setting(updatepath.SETTINGS["proxy"])
+    except GatherError as err:
+        facts.error = f"the DSM's update settings were not read: {err}"
+        return facts
+    facts.probe_url = updatepath.probe_url(updatepath.source_url(facts.source_mode, facts.source_url))
+    facts.probes.append(updatepath.probe(facts.probe_url, facts.proxy_url, proxy_auth, inv.update_source.trust_ca,
+                                         inv.update_source.timeout_s))
+    return facts
+
+
+def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None]) -> list[SourceProbe]:
+    """The same source, probed from each relay the inventory lists (curl over SSH, read-only)."""
+    facts = snap.update_path
+    if inv.update_source is None or not inv.update_source.relays or facts.probe_url is None:
+        return []
+    proxy = inv.update_proxy.url if inv.update_proxy else None
+    if inv.remote is None or "relay" not in inv.remote.roles:
+        return [SourceProbe(origin=r, url=facts.probe_url, proxy=proxy, status="not probed",
+                            reason="no remote.relay access in the inventory") for r in inv.update_source.relays]
+    if inv.update_proxy is not None and inv.update_proxy.user_env:
+        return [SourceProbe(origin=r, url=facts.probe_url, proxy=proxy, status="not probed",
+                            reason="the proxy needs credentials, and dsfleet sends no secret to a host")
+                for r in inv.update_source.relays]
+    try:
+        command = updatepath.relay_command(facts.probe_url, proxy, inv.update_source.timeout_s)
+    except ValueError as err:
+        return [SourceProbe(origin=r, url=facts.probe_url, proxy=proxy, status="not probed", reason=str(err))
+                for r in inv.update_source.relays]
+    targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,))
+               for r in inv.update_source.relays]
+    out = []
+    for probe in remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords):
+        if probe.status != "ok":
+            out.append(SourceProbe(origin=probe.name, url=facts.probe_url, proxy=proxy, status="not probed",
+                                   reason=f"{probe.status}: {probe.reason}"))
+            continue
+        o = probe.outputs[0]
+        out.append(updatepath.parse_curl(probe.name, facts.probe_url, proxy, o.stdout, o.stderr, o.rc))
+    return out
+
+
+def gather_events(inv: Inventory, soap_password: str | None, since: dt.datetime, until: dt.datetime) -> EventFacts:
+    if inv.events is None:
+        return EventFacts()
+    src = inv.events
+    facts = EventFacts(configured=True, source=src.source, since_utc=since.isoformat(), until_utc=until.isoformat())
+    try:
+        if src.source == "cef":
+            facts.events, facts.scanned, facts.unparsed = events_mod.read_cef(src.cef_paths, since, until)
+        else:
+            assert src.soap_user is not None and soap_password is not None
+            facts.events, facts.scanned = events_mod.read_soap(
+                inv.dsm.url, inv.dsm.tls.requests_verify, src.soap_user, soap_password, src.soap_tenant,
+                since, until, inv.dsm.timeout_s)
+    except (DsfleetError, OSError) as err:
+        facts.error = str(err)
+    return facts
 
 
 def remote_passwords(inv: Inventory) -> dict[str, str | None]:

@@ -104,8 +104,8 @@ class Proxy:
     password_env: str | None
 
 
-REMOTE_ROLES = ("esxi", "dsva", "windows")
-TRANSPORTS = {"esxi": ("ssh",), "dsva": ("ssh",), "windows": ("ssh", "winrm")}
+REMOTE_ROLES = ("esxi", "dsva", "windows", "relay")
+TRANSPORTS = {"esxi": ("ssh",), "dsva": ("ssh",), "windows": ("ssh", "winrm"), "relay": ("ssh",)}
 ADDRESS_SOURCES = ("name", "ip")
 
 
@@ -136,6 +136,25 @@ class RemoteAccess:
 
 
 @dataclass(frozen=True)
+class UpdateSource:
+    trust_ca: Path | None  # PEM of the CAs Trend Micro's update certificate must chain to; None: system store
+    timeout_s: float
+    relays: tuple[str, ...]  # relay hosts (DSM names) to probe the source from, over SSH (remote.relay)
+
+
+EVENT_SOURCES = ("soap", "cef")
+
+
+@dataclass(frozen=True)
+class EventSource:
+    source: str  # soap (DSM legacy SOAP API) | cef (syslog files in CEF)
+    soap_user: str | None
+    soap_password_env: str | None
+    soap_tenant: str | None  # authenticateTenant (multi-tenant DSM, Cloud One) when set
+    cef_paths: tuple[Path, ...]  # files or folders of syslog/CEF lines
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path
     sha256: str
@@ -148,6 +167,8 @@ class Inventory:
     relay_groups: tuple[RelayGroup, ...]
     update_proxy: Proxy | None
     remote: RemoteAccess | None = None
+    update_source: UpdateSource | None = None
+    events: EventSource | None = None
 
     def secret(self, env_name: str, field: str) -> str:
         """The value of the environment variable an inventory field names; never logged."""
@@ -337,10 +358,51 @@ def load(path: str | Path) -> Inventory:
         )
         p.done()
     remote = _remote(top.child("remote", required=False), base)
+    update_source = _update_source(top.child("update_source", required=False), base)
+    events = _events(top.child("events", required=False), base)
     top.done()
     return Inventory(path=Path(path), sha256=hashlib.sha256(raw).hexdigest(), name=name, dsm=dsm,
                      vcenters=tuple(vcenters), scope=scope, nsx=nsx, dsva_vm_pattern=pattern,
-                     relay_groups=tuple(groups), update_proxy=proxy, remote=remote)
+                     relay_groups=tuple(groups), update_proxy=proxy, remote=remote, update_source=update_source,
+                     events=events)
+
+
+def _update_source(node: _Node | None, base: Path) -> UpdateSource | None:
+    if node is None:
+        return None
+    source = UpdateSource(
+        trust_ca=_path(node, "trust_ca", "a PEM file of the CAs Trend Micro's update certificate chains to", base),
+        timeout_s=float(node.get("timeout_s", (int, float), "a positive number of seconds", default=20,
+                                 check=lambda v: v > 0)),
+        relays=node.strings("relays"))
+    node.done()
+    return source
+
+
+def _events(node: _Node | None, base: Path) -> EventSource | None:
+    if node is None:
+        return None
+    kind = node.get("source", str, "one of " + ", ".join(EVENT_SOURCES), check=EVENT_SOURCES.__contains__)
+    paths = []
+    for raw in node.strings("cef_paths"):
+        path = Path(os.path.expanduser(raw))
+        path = path if path.is_absolute() else (base / path).resolve()
+        if not path.exists():
+            raise InputError(node.file, f"{node.path}.cef_paths", "existing files or folders", raw)
+        paths.append(path)
+    events = EventSource(
+        source=kind,
+        soap_user=node.get("soap_user", str, "a DSM user name", default=None),
+        soap_password_env=node.get("soap_password_env", str, "the name of an environment variable", default=None,
+                                   check=_env_name),
+        soap_tenant=node.get("soap_tenant", str, "a tenant name", default=None),
+        cef_paths=tuple(paths))
+    if kind == "soap" and (events.soap_user is None or events.soap_password_env is None):
+        raise InputError(node.file, node.path, "soap_user and soap_password_env with source: soap")
+    if kind == "cef" and not events.cef_paths:
+        raise InputError(node.file, f"{node.path}.cef_paths", "at least one file or folder with source: cef")
+    node.done()
+    return events
 
 
 def _path(node: _Node, key: str, expected: str, base: Path, must_exist: bool = True) -> Path | None:

@@ -8,7 +8,8 @@ from collections import defaultdict
 from .snapshot import DsmComputer, JoinResult, Match, VcVm
 
 
-def _names(*values: str | None) -> set[str]:
+def names_of(*values: str | None) -> set[str]:
+    """Lower-case names and short names (FQDN → host) to match on; IP addresses stay whole."""
     out: set[str] = set()
     for value in values:
         if not value:
@@ -31,7 +32,7 @@ def join(computers: list[DsmComputer], vms: list[VcVm]) -> JoinResult:
             continue
         if vm.uuid:
             by_uuid[vm.uuid.lower()].append(vm)
-        for name in _names(vm.name, vm.guest_hostname):
+        for name in names_of(vm.name, vm.guest_hostname):
             by_name[name].append(vm)
 
     taken: set[str] = set()
@@ -47,7 +48,7 @@ def join(computers: list[DsmComputer], vms: list[VcVm]) -> JoinResult:
                                         f"{len(candidates)} VMs")
             by_name_pending.append(c)
     for c in by_name_pending:
-        found = {vm.key: vm for n in _names(c.host_name, c.display_name) for vm in by_name.get(n, [])}
+        found = {vm.key: vm for n in names_of(c.host_name, c.display_name) for vm in by_name.get(n, [])}
         free = [key for key in found if key not in taken]
         if len(free) == 1:
             result.matches.append(Match(c.id, free[0], "name"))

@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="inventory YAML (default: the lab inventory, reports/lab/inventory.yml)")
     group.addoption("--snapshot", metavar="FILE",
                     help="re-run the checks offline from a snapshot.json written by an earlier run")
+    group.addoption("--since", metavar="WHEN", default="24h",
+                    help="start of the events window: 90m, 24h, 7d or an ISO 8601 time (default: 24h)")
     group.addoption("--run-dir", metavar="DIR",
                     help="where to write snapshot, reports and results (default: reports/<UTC time>)")
 

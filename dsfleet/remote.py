@@ -39,8 +39,16 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "dsva": ("service ds_agent status", "/opt/ds_agent/dsa_query -c GetAgentStatus", "rpm -q ds_agent"),
     "esxi:nsx-v": (f"/etc/init.d/{MUX['nsx-v']} status",),
     "esxi:nsx-t": (f"/etc/init.d/{MUX['nsx-t']} status",),
+    "relay": (),  # the relay's commands are the update-source probe, built per run (updatepath.relay_command)
 }
 ALLOWED = frozenset(c for commands in COMMANDS.values() for c in commands)
+
+
+def is_allowed(command: str) -> bool:
+    """A fixed status command, or the relay's curl probe built by updatepath.relay_command (GET only)."""
+    from .updatepath import CURL_COMMAND
+
+    return command in ALLOWED or bool(CURL_COMMAND.match(command))
 
 
 def commands_for(role: str, nsx: str) -> tuple[str, ...]:
@@ -54,6 +62,7 @@ class ProbeTarget:
     name: str
     address: str | None
     skip_reason: str | None = None  # set: the host is not contacted, and this says why
+    commands: tuple[str, ...] = ()  # instead of the role's fixed commands (the relay's curl probe)
 
 
 KnownHosts = dict[str, dict[str, paramiko.PKey]]  # "[host]:port" or host (or a |1|salt|hash) → key type → key
@@ -239,8 +248,8 @@ def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, 
             _ = backend.client  # connect now, so a timeout is attributed to the right stage
         stage = "command"
         host = testinfra.host.Host(backend)
-        for command in commands_for(target.role, nsx):
-            if command not in ALLOWED:  # pragma: no cover - the table above is the allowlist
+        for command in target.commands or commands_for(target.role, nsx):
+            if not is_allowed(command):
                 raise PermissionError(f"{command!r} is not an allowed read-only command")
             t0 = time.monotonic()
             out: CommandResult = host.run(command)

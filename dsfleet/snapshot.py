@@ -165,6 +165,64 @@ class RemoteFacts:
 
 
 @dataclass
+class CertInfo:
+    subject: str
+    issuer: str
+    sha256: str
+    not_after: str
+
+
+@dataclass
+class SourceProbe:
+    """One attempt to reach the update source through the proxy, from dsfleet's host or from a relay."""
+
+    origin: str  # "dsfleet" or the relay's name
+    url: str
+    proxy: str | None
+    status: str  # ok | proxy error | connect error | tls error | http error | timeout | not probed | error
+    reason: str | None = None
+    http_status: int | None = None
+    seconds: float | None = None
+    chain: list[CertInfo] = field(default_factory=list)  # as the tunnel presented it, leaf first
+    trusted: bool | None = None  # the chain verifies against the expected trust anchors
+    trust_error: str | None = None
+
+
+@dataclass
+class UpdatePathFacts:
+    configured: bool = False
+    error: str | None = None
+    source_mode: str | None = None
+    source_url: str | None = None  # as configured in the DSM (may end with //)
+    probe_url: str | None = None
+    proxy_setting: str | None = None  # platformSettingProxyAgentUpdateProxyId
+    proxy_url: str | None = None  # from the inventory (credentials never stored)
+    probes: list[SourceProbe] = field(default_factory=list)
+
+
+@dataclass
+class Event:
+    time: str  # ISO 8601, UTC
+    event_id: int  # 2205 (system) or 9017 (agent/appliance), ...
+    name: str
+    target: str  # the computer the event is about
+    description: str
+    origin: str  # "soap:<systemEventID>" or "<file>:<line>"
+
+
+@dataclass
+class EventFacts:
+    configured: bool = False
+    source: str | None = None
+    error: str | None = None
+    since_utc: str | None = None
+    until_utc: str | None = None
+    events: list[Event] = field(default_factory=list)
+    scanned: int = 0  # events or lines read, before filtering
+    unparsed: int = 0  # lines that were not syslog/CEF
+
+
+@dataclass
 class InventoryRef:
     name: str
     path: str
@@ -189,6 +247,8 @@ class Snapshot:
     join: JoinResult
     relay_groups: list[RelayGroupFacts]
     remote: RemoteFacts = field(default_factory=RemoteFacts)
+    update_path: UpdatePathFacts = field(default_factory=UpdatePathFacts)
+    events: EventFacts = field(default_factory=EventFacts)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)

@@ -7,10 +7,12 @@ PIDs ``stop()`` ends). Servers bind loopback addresses only.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +28,11 @@ from . import scenario as scenario_mod
 ROOT = Path(__file__).resolve().parent.parent
 VCSIM_SRC = ROOT / "lab" / "vcsim" / "main.go"
 VCSIM_BIN = ROOT / ".cache" / "dsfleet-vcsim"
-VC_HOST, DSM_HOST = "127.0.20.1", "127.0.20.2"
+VC_HOST, DSM_HOST, AU_HOST, PROXY_HOST = "127.0.20.1", "127.0.20.2", "127.0.20.5", "127.0.20.6"
+MITMDUMP = ROOT / ".cache" / "mitmproxy" / "bin" / "mitmdump"
+TINYPROXY = Path("/usr/bin/tinyproxy")
+ENV_SOAP_PASSWORD = "DSFLEET_LAB_SOAP_PASSWORD"
+SOAP_USER = "dsfleet-audit"
 ENV_DSM_KEY, ENV_VC_PASSWORD = "DSFLEET_LAB_DSM_KEY", "DSFLEET_LAB_VC_PASSWORD"
 ENV_GUEST_PASSWORD = "DSFLEET_LAB_GUEST_PASSWORD"
 SSH_PORT = 2222
@@ -67,7 +73,7 @@ class Lab:
         stop_dir(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.env = {ENV_DSM_KEY: secrets.token_urlsafe(24), ENV_VC_PASSWORD: secrets.token_urlsafe(18),
-                    ENV_GUEST_PASSWORD: secrets.token_urlsafe(18)}
+                    ENV_GUEST_PASSWORD: secrets.token_urlsafe(18), ENV_SOAP_PASSWORD: secrets.token_urlsafe(18)}
         ca = trustme.CA(organization_name="dsfleet lab CA")
         ca.cert_pem.write_to_path(str(self.dir / "ca.pem"))
         for name, host in (("vcenter", VC_HOST), ("dsm", DSM_HOST)):
@@ -80,8 +86,11 @@ class Lab:
             leaf = ca.issue_cert(*ips)
             leaf.private_key_pem.write_to_path(str(self.dir / "winrm-key.pem"))
             (self.dir / "winrm-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
-        for ready in ("vcenter.ready", "dsm.ready", "ssh.ready", "winrm.ready"):
+        for ready in ("vcenter.ready", "dsm.ready", "ssh.ready", "winrm.ready", "au.ready"):
             (self.dir / ready).unlink(missing_ok=True)
+        log = open(self.dir / "lab.log", "ab")
+        # The update source first: the DSM's settings and the proxies need its address.
+        au_url = self._start_update_path(log)
 
         vc_spec = {"listen": f"{VC_HOST}:0", "user": VC_USER, "cert": str(self.dir / "vcenter-cert.pem"),
                    "key": str(self.dir / "vcenter-key.pem"), "delay_ms": self.vc_delay_ms,
@@ -92,17 +101,21 @@ class Lab:
                       "manager_version": self.fleet.manager_version, "auth": self.fleet.dsm_auth,
                       "latency_ms": self.dsm_latency_ms, "throttle_every": self.dsm_throttle_every,
                       "computers": self.fleet.computers,
-                      "settings": {"platformSettingUpdateSecurityPrimarySourceMode": "Trend Micro ActiveUpdate Server"}}
+                      "settings": {"platformSettingUpdateSecurityPrimarySourceMode": "Other Update Source",
+                                   "platformSettingUpdateSecurityPrimarySourceUrl":
+                                       f"{au_url}/iau_server.dll{self.fleet.url_suffix}",
+                                   "platformSettingProxyAgentUpdateProxyId": "1"},
+                      "events": self.fleet.events(dt.datetime.now(dt.timezone.utc).replace(microsecond=0)),
+                      "soap_user": SOAP_USER, "cef_file": str(self.dir / "syslog" / "dsm.cef")}
         (self.dir / "dsm.json").write_text(json.dumps(dsm_config))
 
         binary = ensure_vcsim()
         # The simulator writes a file per VM: keep them on tmpfs where there is one.
         tmp = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         vc_env = dict(os.environ, DSFLEET_VCSIM_PASSWORD=self.env[ENV_VC_PASSWORD], **({"TMPDIR": tmp} if tmp else {}))
-        log = open(self.dir / "lab.log", "ab")
         self.procs.append(subprocess.Popen([str(binary), "-spec", str(self.dir / "vcenter.json")], env=vc_env,
                                            stdout=log, stderr=log, start_new_session=True))
-        dsm_env = dict(os.environ, **{ENV_DSM_KEY: self.env[ENV_DSM_KEY]})
+        dsm_env = dict(os.environ, **{ENV_DSM_KEY: self.env[ENV_DSM_KEY], ENV_SOAP_PASSWORD: self.env[ENV_SOAP_PASSWORD]})
         self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.dsm_server", str(self.dir / "dsm.json")],
                                            cwd=ROOT, env=dsm_env, stdout=log, stderr=log, start_new_session=True))
         ssh_env = dict(os.environ, **{ENV_GUEST_PASSWORD: self.env[ENV_GUEST_PASSWORD]})
@@ -111,8 +124,7 @@ class Lab:
         if self.windows_transport == "winrm":
             self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.winrm_server", str(self.dir / "ssh.json")],
                                                cwd=ROOT, env=ssh_env, stdout=log, stderr=log, start_new_session=True))
-        (self.dir / "state.json").write_text(json.dumps({"pids": [p.pid for p in self.procs],
-                                                         "scenario": self.fleet.name}))
+        self._record_pids()
         try:
             vc_url = self._wait("vcenter.ready", timeout_s)
             dsm_url = self._wait("dsm.ready", timeout_s)
@@ -128,6 +140,49 @@ class Lab:
         env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
         return self
 
+    def _record_pids(self) -> None:
+        (self.dir / "state.json").write_text(json.dumps({"pids": [p.pid for p in self.procs],
+                                                         "scenario": self.fleet.name}))
+
+    def _start_update_path(self, log: Any) -> str:
+        """The ActiveUpdate stand-in (its own CA) and the scenario's proxy in front of it; returns its URL."""
+        au_ca = trustme.CA(organization_name="Trend Micro lab ActiveUpdate")
+        au_ca.cert_pem.write_to_path(str(self.dir / "au-ca.pem"))
+        leaf = au_ca.issue_cert(AU_HOST)
+        leaf.private_key_pem.write_to_path(str(self.dir / "au-key.pem"))
+        (self.dir / "au-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+        (self.dir / "au.json").write_text(json.dumps({"host": AU_HOST, "cert": str(self.dir / "au-cert.pem"),
+                                                      "key": str(self.dir / "au-key.pem"),
+                                                      "ready_file": str(self.dir / "au.ready")}))
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.au_server", str(self.dir / "au.json")],
+                                           cwd=ROOT, stdout=log, stderr=log, start_new_session=True))
+        self._record_pids()
+        au_url = self._wait("au.ready", 30)
+        au_port = int(au_url.rsplit(":", 1)[1])
+        self.proxy_port = _free_port(PROXY_HOST)
+        if self.fleet.proxy == "plain":
+            conf = self.dir / "tinyproxy.conf"
+            logfile = self.dir / "tinyproxy.log"
+            logfile.touch(mode=0o666)
+            os.chmod(logfile, 0o666)  # tinyproxy drops to nobody before it opens its log
+            conf.write_text(f"User nobody\nGroup nogroup\nListen {PROXY_HOST}\nPort {self.proxy_port}\nTimeout 30\n"
+                            f"LogFile \"{logfile}\"\nLogLevel Info\nMaxClients 200\nAllow 127.0.0.0/8\n"
+                            f"ConnectPort {au_port}\nDisableViaHeader Yes\n")
+            command = [str(TINYPROXY), "-d", "-c", str(conf)]
+        elif self.fleet.proxy == "inspecting":
+            # mitmproxy re-signs every server certificate with its own CA, as an SSL-inspecting proxy does.
+            command = [str(MITMDUMP), "--listen-host", PROXY_HOST, "--listen-port", str(self.proxy_port), "-q",
+                       "--set", f"confdir={self.dir / 'mitmproxy'}",
+                       "--set", f"ssl_verify_upstream_trusted_ca={self.dir / 'au-ca.pem'}"]
+        else:
+            return au_url  # proxy-down: the inventory names a proxy port where nothing listens
+        if not Path(command[0]).exists():
+            raise SystemExit(f"lab: {command[0]} is missing; run lab/bootstrap first")
+        self.procs.append(subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True))
+        self._record_pids()
+        _wait_port(PROXY_HOST, self.proxy_port, 30, self.procs[-1])
+        return au_url
+
     def _write_ssh_material(self) -> None:
         """Host and client keys, known_hosts for every endpoint, an ssh_config naming the ESXi hosts."""
         host_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -140,8 +195,9 @@ class Lab:
         endpoints = self.fleet.ssh_endpoints()
         (self.dir / "known_hosts").write_text("".join(f"[{e['address']}]:{SSH_PORT} {public}\n" for e in endpoints))
         # Real ESXi hosts are reached by the name vCenter knows them by; here that name maps to its address.
+        names = {**self.fleet.host_address, **self.fleet.relay_addresses()}
         (self.dir / "ssh_config").write_text("".join(f"Host {host}\n    HostName {addr}\n"
-                                                     for host, addr in self.fleet.host_address.items()))
+                                                     for host, addr in names.items()))
         (self.dir / "ssh.json").write_text(json.dumps({
             "port": SSH_PORT, "host_key": str(self.dir / "ssh_host_key"),
             "authorized_keys": str(self.dir / "client_key.pub"), "latency_ms": self.ssh_latency_ms,
@@ -174,12 +230,17 @@ class Lab:
                 "connect_timeout_s": 5, "command_timeout_s": 5,
                 "esxi": {"user": "root", "port": SSH_PORT, "key_file": "client_key"},
                 "dsva": {"user": "dsva", "port": SSH_PORT, "key_file": "client_key"},
+                "relay": {"user": "dsrelay", "port": SSH_PORT, "key_file": "client_key"},
                 "windows": ({"transport": "ssh", "user": "Administrator", "port": SSH_PORT,
                              "password_env": ENV_GUEST_PASSWORD} if self.windows_transport == "ssh" else
                             {"transport": "winrm", "user": "Administrator", "port": 5986, "winrm_auth": "basic",
                              "password_env": ENV_GUEST_PASSWORD, "tls": {"ca_bundle": "ca.pem"}}),
             },
         }
+        inv["update_proxy"] = {"url": f"http://{PROXY_HOST}:{self.proxy_port}"}
+        inv["update_source"] = {"trust_ca": "au-ca.pem", "timeout_s": 5,
+                                "relays": sorted(self.fleet.relay_addresses())}
+        inv["events"] = {"source": "soap", "soap_user": SOAP_USER, "soap_password_env": ENV_SOAP_PASSWORD}
         if self.spec.get("inventory_relay_groups"):
             inv["relay_groups"] = self.fleet.relay_groups
         header = f"# Written by `python -m lab up {self.fleet.name}`: the lab scenario's inventory.\n"
@@ -194,6 +255,25 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(host: str, port: int, timeout_s: float, proc: "subprocess.Popen[bytes]") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"lab: {proc.args[0]} exited early (code {proc.returncode}); see lab.log")
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"lab: nothing listens on {host}:{port} after {timeout_s} s")
 
 
 def stop_dir(workdir: Path) -> None:

@@ -6,6 +6,7 @@ reads as the incident it reproduces.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,12 +63,49 @@ class LabFleet:
     relay_groups: list[dict[str, Any]] = field(default_factory=list)
     host_address: dict[str, str] = field(default_factory=dict)
     mux_stopped: set[str] = field(default_factory=set)
+    proxy: str = "plain"  # the security-update proxy: plain (tinyproxy) | inspecting (mitmproxy) | down
+    url_suffix: str = ""  # "//": seed 000's TLS-bypass workaround on the update URL
+    cert_expire: list[str] = field(default_factory=list)  # computers with 2205 / 9017 -24 events
+    transient: list[str] = field(default_factory=list)  # computers with a 9017 error code 11 after install
+
+    def relay_addresses(self) -> dict[str, str]:
+        """Each relay's DSM host name → its own loopback address (its SSH endpoint)."""
+        relays = [c["hostName"] for c in self.computers
+                  if c.get("computerSettings", {}).get("platformSettingRelayState", {}).get("value") == "true"]
+        return {name: _address(60, i) for i, name in enumerate(relays)}
+
+    def events(self, now: dt.datetime) -> list[dict[str, Any]]:
+        """System events in the DSM's shape: a 2205 (embedding 9017, -24) per affected computer, spread over the
+        last hours, and a 9017 with error code 11 right after install for the transient ones."""
+        by_name = {c["displayName"]: c for c in self.computers}
+        out: list[dict[str, Any]] = []
+        for n, name in enumerate(self.cert_expire):
+            c = by_name[name]
+            out.append(_event(len(out) + 1, now - dt.timedelta(hours=2, minutes=7 * n), 2205,
+                              "Security Update: Pattern Update on Agents/Appliances Failed", c,
+                              "Pattern update on Agents/Appliances failed. Agent/Appliance Event: Anti-Malware "
+                              "Component Update Failed (9017). Description: An error occurred while updating an "
+                              "anti-malware component. Error Code: -24. Error Message: "
+                              "IAURELAY_STATUS_DIGITAL_SIGNATURE_CERT_EXPIRE"))
+        for name in self.transient:
+            out.append(_event(len(out) + 1, now - dt.timedelta(hours=5), 9017,
+                              "Anti-Malware Component Update Failed", by_name[name],
+                              "An error occurred while updating an anti-malware component. Error Code: 11. "
+                              "(right after installation)"))
+        # An old incident, outside a 24-hour window: it must not count.
+        if self.cert_expire:
+            out.append(_event(len(out) + 1, now - dt.timedelta(days=9), 2205,
+                              "Security Update: Pattern Update on Agents/Appliances Failed",
+                              by_name[self.cert_expire[0]], "Error Code: -24. IAURELAY_STATUS_DIGITAL_SIGNATURE_CERT_EXPIRE"))
+        return out
 
     def ssh_endpoints(self) -> list[dict[str, Any]]:
         """Every host the lab answers SSH for: ESXi hosts, DSVAs and Windows guests."""
         out: list[dict[str, Any]] = [{"address": addr, "role": "esxi", "name": host,
                                       "mux": "stopped" if host in self.mux_stopped else "running"}
                                      for host, addr in self.host_address.items()]
+        for name, addr in self.relay_addresses().items():
+            out.append({"address": addr, "role": "relay", "name": name, "update": self.proxy})
         for vm in self.vms:
             if vm.kind == "dsva":
                 out.append({"address": vm.ip, "role": "dsva", "name": vm.name, "agent": vm.agent,
@@ -90,6 +128,14 @@ def _vcsim_vm(vm: LabVm) -> dict[str, Any]:
     return {"name": vm.name, "uuid": vm.uuid, "guest_id": guest_id, "guest_family": family, "power": vm.power,
             "tools_running": vm.tools_running, "tools_version": vm.tools_version,
             "guest_hostname": vm.name.lower(), "ip": vm.ip}
+
+
+def _event(sid: int, when: dt.datetime, event_id: int, name: str, computer: dict[str, Any],
+           description: str) -> dict[str, Any]:
+    return {"actionPerformedBy": "System", "description": description, "event": name, "eventID": event_id,
+            "eventOrigin": "MANAGER" if event_id == 2205 else "AGENT", "managerHostname": "dsm-lab",
+            "systemEventID": sid, "tags": "", "target": computer["hostName"], "targetID": computer["ID"],
+            "targetType": "Host", "time": when.isoformat(), "type": "Error"}
 
 
 def _address(base: int, index: int) -> str:
@@ -162,6 +208,10 @@ def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | No
                      dsm_auth=spec.get("dsm_auth", "api-secret-key"), nsx=spec.get("nsx", "nsx-t"),
                      clusters=clusters, vms=vms, host_address=host_address,
                      mux_stopped=set(faults.get("hosts_mux_stopped") or []))
+    update = spec.get("update_path") or {}
+    fleet.proxy, fleet.url_suffix = update.get("proxy", "plain"), update.get("url_suffix", "")
+    events = spec.get("events") or {}
+    fleet.cert_expire, fleet.transient = list(events.get("cert_expire", [])), list(events.get("transient", []))
     group_of_vms = spec.get("vm_relay_group", 0)
     next_id = 1
     for group in spec.get("relay_groups") or []:

@@ -65,6 +65,18 @@ def answer(endpoint: dict[str, Any], command: str, nsx: str) -> tuple[str, int]:
                     "AgentStatus.lastCommunication: 1763700000\n"), 0
         if command == "rpm -q ds_agent":
             return f"ds_agent-{endpoint['build']}.el7.x86_64\n", 0
+    if role == "relay" and command.startswith("curl ") and "--write-out" in command:
+        # The relay's own probe of the update source, answered as curl does for the scenario's proxy.
+        proxy = command.split("--proxy '", 1)[1].split("'", 1)[0] if "--proxy '" in command else "-"
+        host = proxy.split("//", 1)[-1].split(":", 1)[0]
+        state = endpoint.get("update", "plain")
+        if state == "down":
+            return f"curl: (7) Failed to connect to {host} port {proxy.rsplit(':', 1)[-1].strip('/')} after 0 ms: " \
+                   "Couldn't connect to server\n", 7
+        if state == "inspecting":
+            return ("curl: (60) SSL certificate problem: unable to get local issuer certificate\n"
+                    "More details here: https://curl.se/docs/sslcerts.html\n"), 60
+        return "200 0.012", 0
     if role == "esxi":
         mux = MUX[nsx]
         if command == f"/etc/init.d/{mux} status":
@@ -109,7 +121,8 @@ async def main(config_path: Path) -> None:
             if latency:
                 await asyncio.sleep(latency)
             stdout, rc = answer(endpoint, process.command or "", nsx)
-            process.stdout.write(stdout)
+            # curl reports failures on stderr; everything else here answers on stdout
+            (process.stderr if rc and endpoint["role"] == "relay" else process.stdout).write(stdout)
             process.exit(rc)
         return handle
 

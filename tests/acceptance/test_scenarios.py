@@ -23,7 +23,14 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("BLD-003", "app-win-01"), ("BLD-003", "app-win-02"),
         ("ORD-001", "erp-sol-01"),  # fixed, but its relays are not
         ("DSV-002", DSVA.format("esx-01")),  # rpm says 20.0.0-8438, the DSM still 20.0.0-4416
+        *{("EVT-001", name) for name in ("relay-01", "relay-02", "app-win-01", "app-win-02", "LNX-01-01@esx-01",
+                                          "LNX-02-01@esx-02", *(DSVA.format(f"esx-0{i}") for i in (1, 2, 3)))},
     },
+    "proxy-inspection": {("UPD-002", "update source from dsfleet"),
+                         ("UPD-004", "update source from relay-01.lab.local")},
+    "proxy-down": {("UPD-001", "update source from dsfleet"), ("UPD-002", "update source from dsfleet"),
+                   ("UPD-004", "update source from relay-01.lab.local")},
+    "tls-bypass": {("UPD-003", "update source from dsfleet")},
     "relay-order": {
         ("BLD-002", "relay-01"),
         ("ORD-001", DSVA.format("esx-01")), ("ORD-001", DSVA.format("esx-02")),
@@ -89,6 +96,45 @@ def test_engine_offline_cases_and_causes(start_lab: Any, tmp_path: Path) -> None
     unreachable = by[("DRV-001", "WIN-01-05@esx-01")]
     assert unreachable["outcome"] == "error" and "unreachable: cannot connect" in unreachable["observed"]
     assert by[("ISO-001", "esx-03")]["outcome"] == "skip"  # no protected VM there: PRT-001/PRT-005 say why
+
+
+def test_update_path_and_event_evidence(start_lab: Any, tmp_path: Path) -> None:
+    lab = start_lab("proxy-inspection")
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path), env=lab.env)
+    by = {(r["check"], r["object"]): r for r in run.results}
+    inspected = by[("UPD-002", "update source from dsfleet")]["observed"]
+    assert "issued by O=mitmproxy,CN=mitmproxy" in inspected and "SSL inspection" in inspected
+    assert by[("UPD-001", "update source from dsfleet")]["outcome"] == "pass"  # the proxy does answer
+    assert "curl: (60) SSL certificate problem" in by[("UPD-004", "update source from relay-01.lab.local")]["observed"]
+    snap = yaml.safe_load((run.run_dir / "snapshot.json").read_text())
+    chain = snap["update_path"]["probes"][0]["chain"]
+    assert chain[0]["issuer"] == "O=mitmproxy,CN=mitmproxy" and len(chain) >= 1
+    # endSession is always called: no SOAP session is left open on the DSM.
+    import requests
+    dsm = (lab.dir / "dsm.ready").read_text().strip()
+    stats = requests.get(f"{dsm}/__lab/stats", verify=str(lab.dir / "ca.pem"), timeout=10).json()
+    assert stats["soap_sessions_open"] == 0 and stats["soap_sessions_ended"] == 1
+
+
+def test_events_from_cef_files_match_soap(start_lab: Any, tmp_path: Path) -> None:
+    lab = start_lab("cert-expiry-2025")
+    soap = run_suite(tmp_path / "soap", "--inventory", str(lab.inventory_path), env=lab.env)
+    inv = yaml.safe_load(lab.inventory_path.read_text())
+    inv["events"] = {"source": "cef", "cef_paths": ["syslog"]}
+    (lab.dir / "cef.yml").write_text(yaml.safe_dump(inv))
+    cef = run_suite(tmp_path / "cef", "--inventory", str(lab.dir / "cef.yml"), env=lab.env)
+    evt = lambda run: {(r["object"], r["outcome"]) for r in run.results if r["check"] == "EVT-001"}  # noqa: E731
+    assert evt(cef) == evt(soap) and ("relay-01", "fail") in evt(cef)
+    transient = [r for r in cef.results if r["check"] == "EVT-001" and r["object"] == "erp-sol-01"][0]
+    assert transient["outcome"] == "pass" and "transient 9017 with error code 11" in transient["observed"]
+    snap = yaml.safe_load((cef.run_dir / "snapshot.json").read_text())
+    assert snap["events"]["unparsed"] == 1  # the LEEF line
+    assert all(e["origin"].startswith(str(lab.dir / "syslog")) for e in snap["events"]["events"])
+    # A wider window takes in the 9-day-old incident too.
+    wide = run_suite(tmp_path / "wide", "--inventory", str(lab.dir / "cef.yml"), "--since", "30d", env=lab.env)
+    relay = [r for r in wide.results if r["check"] == "EVT-001" and r["object"] == "relay-01"][0]
+    assert "2205" in relay["observed"] and len(yaml.safe_load((wide.run_dir / "snapshot.json").read_text())
+                                              ["events"]["events"]) == len(snap["events"]["events"]) + 1
 
 
 def test_hung_guest_times_out_without_stalling_the_run(start_lab: Any, tmp_path: Path) -> None:
@@ -183,6 +229,7 @@ def test_tls_verification_off_shows_in_the_report(start_lab: Any, tmp_path: Path
     (["--inventory", "inventories/nope.yml"], "inventories/nope.yml: (file): expected a readable inventory file"),
     (["--snapshot", "pyproject.toml"], "pyproject.toml: (file): expected JSON written by dsfleet"),
     (["--inventory", "inventories/example.yml", "--snapshot", "x.json"], "--inventory and --snapshot: expected one of them, not both"),
+    (["--inventory", "tests/acceptance/__init__.py", "--since", "yesterday"], "tests/acceptance/__init__.py: (top level)"),
 ])
 def test_bad_input_is_one_line_and_exit_4(tmp_path: Path, args: list[str], message: str) -> None:
     run = run_suite(tmp_path / "run", *args)

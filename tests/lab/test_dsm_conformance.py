@@ -51,8 +51,9 @@ def test_expand_returns_only_what_was_asked(start_lab: Any) -> None:
 def test_system_setting_deserializes(start_lab: Any) -> None:
     lab = start_lab("healthy")
     api = deepsecurity.SystemSettingsApi(sdk(lab))
-    value = api.describe_system_setting("platformSettingUpdateSecurityPrimarySourceMode", "v1")
-    assert value.value == "Trend Micro ActiveUpdate Server"
+    mode = api.describe_system_setting("platformSettingUpdateSecurityPrimarySourceMode", "v1")
+    url = api.describe_system_setting("platformSettingUpdateSecurityPrimarySourceUrl", "v1")
+    assert mode.value == "Other Update Source" and url.value.endswith("/iau_server.dll")
 
 
 def test_auth_and_headers_are_enforced(start_lab: Any) -> None:

@@ -28,7 +28,21 @@ def test_allowlist_is_read_only_status_queries() -> None:
     assert commands_for("esxi", "nsx-v") == ("/etc/init.d/vShield-Endpoint-Mux status",)
     assert commands_for("esxi", "nsx-t") == ("/etc/init.d/nsx-context-mux status",)
     assert commands_for("windows", "nsx-t") == ("sc query vsepflt", "sc query vmci")
-    assert set(COMMANDS) == {"windows", "dsva", "esxi:nsx-v", "esxi:nsx-t"}
+    assert set(COMMANDS) == {"windows", "dsva", "esxi:nsx-v", "esxi:nsx-t", "relay"} and COMMANDS["relay"] == ()
+
+
+def test_relay_probe_is_a_validated_get() -> None:
+    from dsfleet.remote import is_allowed
+    from dsfleet.updatepath import relay_command
+
+    command = relay_command("https://iaus.activeupdate.trendmicro.com/iau_server.dll", "http://proxy.corp:8080", 20)
+    assert is_allowed(command) and "--request" not in command and "--data" not in command
+    assert command.endswith("--proxy 'http://proxy.corp:8080' 'https://iaus.activeupdate.trendmicro.com/iau_server.dll'")
+    for url, proxy in [("https://x/a';rm -rf /;'", None), ("http://plain/iau_server.dll", None),
+                       ("https://x/iau_server.dll", "http://p:1/$(id)")]:
+        with pytest.raises(ValueError):
+            relay_command(url, proxy, 20)
+    assert not is_allowed("curl -X POST https://x/") and not is_allowed("sc config vsepflt start= disabled")
 
 
 @pytest.fixture
