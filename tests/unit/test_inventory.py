@@ -29,12 +29,15 @@ def minimal() -> dict[str, Any]:
 
 def test_example_documents_every_key_and_loads(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
-    for name in ("/etc/pki/dsm-ca.pem", "~/.ssh/esxi_ed25519", "~/.ssh/config"):
+    (tmp_path / "syslog").mkdir()
+    text = text.replace("/var/log/remote/dsm/", str(tmp_path / "syslog"))
+    for name in ("/etc/pki/dsm-ca.pem", "~/.ssh/esxi_ed25519", "~/.ssh/config", "/etc/pki/trend-activeupdate-ca.pem"):
         local = tmp_path / name.rsplit("/", 1)[1]
         local.write_text("x")
         text = text.replace(name, str(local))
     inv = inventory.load(write(tmp_path, text))
     assert inv.remote is not None and inv.remote.roles["windows"].transport == "winrm"
+    assert inv.events is not None and inv.events.source == "soap" and inv.update_source is not None
     assert inv.dsm.on_premises and inv.nsx == "nsx-t" and inv.scope.clusters == ("cl-prod",)
     assert inv.relay_groups[0].relays == ("relay-01.example.local", "relay-02.example.local")
     assert inv.update_proxy is not None and inv.tls_exceptions == []
@@ -109,6 +112,24 @@ def test_errors_name_file_field_and_expectation(tmp_path: Path, path: str, value
 def test_remote_errors(tmp_path: Path, remote: dict[str, Any], field: str, expected: str) -> None:
     data = minimal()
     data["remote"] = remote
+    file = write(tmp_path, data)
+    with pytest.raises(InputError) as err:
+        inventory.load(file)
+    assert str(err.value).startswith(f"{file}: {field}: expected ") and expected in str(err.value)
+
+
+@pytest.mark.parametrize("key,value,field,expected", [
+    ("events", {"source": "syslog"}, "events.source", "one of soap, cef"),
+    ("events", {"source": "soap", "soap_user": "a"}, "events", "soap_user and soap_password_env"),
+    ("events", {"source": "cef"}, "events.cef_paths", "at least one file or folder"),
+    ("events", {"source": "cef", "cef_paths": ["nope.log"]}, "events.cef_paths", "existing files or folders"),
+    ("update_source", {"trust_ca": "missing.pem"}, "update_source.trust_ca", "an existing file"),
+    ("update_source", {"timeout_s": -1}, "update_source.timeout_s", "a positive number of seconds"),
+    ("update_source", {"relays": "relay-01"}, "update_source.relays", "a list of strings"),
+])
+def test_update_and_event_errors(tmp_path: Path, key: str, value: Any, field: str, expected: str) -> None:
+    data = minimal()
+    data[key] = value
     file = write(tmp_path, data)
     with pytest.raises(InputError) as err:
         inventory.load(file)
