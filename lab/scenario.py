@@ -72,7 +72,7 @@ class LabFleet:
         """Each relay's DSM host name → its own loopback address (its SSH endpoint)."""
         relays = [c["hostName"] for c in self.computers
                   if c.get("computerSettings", {}).get("platformSettingRelayState", {}).get("value") == "true"]
-        return {name: _address(60, i) for i, name in enumerate(relays)}
+        return {name: _address(21, i) for i, name in enumerate(relays)}
 
     def events(self, now: dt.datetime) -> list[dict[str, Any]]:
         """System events in the DSM's shape: a 2205 (embedding 9017, -24) per affected computer, spread over the
@@ -139,7 +139,8 @@ def _event(sid: int, when: dt.datetime, event_id: int, name: str, computer: dict
 
 
 def _address(base: int, index: int) -> str:
-    """The index-th address of a /16-ish block of 127.0.0.0/8 (250 per third octet)."""
+    """The index-th address of a block of 127.0.0.0/8 (250 per third octet). Blocks: 127.0.20.x services,
+    .21.x relays, .30-39.x ESXi hosts, .40-49.x DSVAs, .50 and up guests (50,000 before 127.0.250)."""
     return f"127.0.{base + index // 250}.{index % 250 + 1}"
 
 
