@@ -53,3 +53,15 @@ def parse(data: Any, origin: str = "dsfleet/data/catalog.yml") -> dict[str, Chec
 def load() -> dict[str, CheckInfo]:
     text = resources.files("dsfleet").joinpath("data/catalog.yml").read_text(encoding="utf-8")
     return parse(yaml.safe_load(text))
+
+
+def translations(lang: str) -> dict[str, dict[str, str]]:
+    """Per check id, the title and remediation in ``lang`` (``data/catalog.<lang>.yml``); English has none."""
+    if lang == "en":
+        return {}
+    text = resources.files("dsfleet").joinpath(f"data/catalog.{lang}.yml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    out: dict[str, dict[str, str]] = {}
+    for cid, spec in (data.get("checks") or {}).items():
+        out[cid] = {k: str(v).strip() for k, v in spec.items() if k in ("title", "remediation")}
+    return out

@@ -35,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="re-run the checks offline from a snapshot.json written by an earlier run")
     group.addoption("--since", metavar="WHEN", default="24h",
                     help="start of the events window: 90m, 24h, 7d or an ISO 8601 time (default: 24h)")
+    group.addoption("--baseline", metavar="RUN",
+                    help="an earlier run folder (or its results.json): classify every result against it")
+    group.addoption("--fail-on", choices=("any", "new"), default="any",
+                    help="exit non-zero on any failure (default) or only on new ones (needs --baseline)")
+    group.addoption("--waivers", metavar="FILE", help="YAML of accepted exceptions (check, object, expiry, ...)")
+    group.addoption("--lang", choices=("en", "ja"), default="en", help="language of titles and remediation")
     group.addoption("--run-dir", metavar="DIR",
                     help="where to write snapshot, reports and results (default: reports/<UTC time>)")
 

@@ -1,0 +1,77 @@
+"""Compare a run with an earlier one: what the change fixed, what it broke, what appeared or went away.
+
+Results are keyed by (check id, object). A result that does not pass (fail or error; waived counts as not
+passing) is "failing". Categories: new failure, still failing, fixed, new pass, still passing; objects only in
+one run are listed as appeared or disappeared.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+FAILING = ("fail", "error", "waived")
+
+
+@dataclass
+class Diff:
+    baseline: str
+    new_failures: list[dict[str, Any]] = field(default_factory=list)
+    still_failing: list[dict[str, Any]] = field(default_factory=list)
+    fixed: list[dict[str, Any]] = field(default_factory=list)
+    new_passes: list[dict[str, Any]] = field(default_factory=list)
+    appeared: list[tuple[str, str]] = field(default_factory=list)
+    disappeared: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"new failures": len(self.new_failures), "still failing": len(self.still_failing),
+                "fixed": len(self.fixed), "new passes": len(self.new_passes), "appeared": len(self.appeared),
+                "disappeared": len(self.disappeared)}
+
+
+def load_results(path: Path) -> tuple[list[dict[str, Any]], Path]:
+    """An earlier run: its folder (with results.json) or the results.json itself."""
+    file = path / "results.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InputError(str(file), "(file)", "the results.json of an earlier run (or its folder)", err.strerror) \
+            from None
+    except ValueError as err:
+        raise InputError(str(file), "(file)", "results JSON written by dsfleet", str(err)) from None
+    if not isinstance(data, dict) or data.get("schema") != "dsfleet-results":
+        raise InputError(str(file), "schema", "'dsfleet-results'", data.get("schema") if isinstance(data, dict) else None)
+    results = data.get("results")
+    if not isinstance(results, list) or not all(isinstance(r, dict) and {"check", "object", "outcome"} <= set(r)
+                                                 for r in results):
+        raise InputError(str(file), "results", "a list of results with check, object and outcome")
+    return results, file
+
+
+def compare(current: list[dict[str, Any]], earlier: list[dict[str, Any]], baseline: str) -> Diff:
+    diff = Diff(baseline=baseline)
+    before = {(r["check"], r["object"]): r for r in earlier}
+    now = {(r["check"], r["object"]): r for r in current}
+    for key, r in sorted(now.items()):
+        old = before.get(key)
+        failing = r["outcome"] in FAILING
+        if old is None:
+            diff.appeared.append(key)
+            if failing:
+                diff.new_failures.append(r)
+            continue
+        was_failing = old["outcome"] in FAILING
+        if failing and not was_failing:
+            diff.new_failures.append(r)
+        elif failing:
+            diff.still_failing.append(r)
+        elif was_failing and r["outcome"] == "pass":
+            diff.fixed.append(r)
+        elif r["outcome"] == "pass" and old["outcome"] != "pass":
+            diff.new_passes.append(r)
+    diff.disappeared = sorted(k for k in before if k not in now)
+    return diff
