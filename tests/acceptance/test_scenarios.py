@@ -229,7 +229,9 @@ def test_tls_verification_off_shows_in_the_report(start_lab: Any, tmp_path: Path
     (["--inventory", "inventories/nope.yml"], "inventories/nope.yml: (file): expected a readable inventory file"),
     (["--snapshot", "pyproject.toml"], "pyproject.toml: (file): expected JSON written by dsfleet"),
     (["--inventory", "inventories/example.yml", "--snapshot", "x.json"], "--inventory and --snapshot: expected one of them, not both"),
-    (["--inventory", "tests/acceptance/__init__.py", "--since", "yesterday"], "tests/acceptance/__init__.py: (top level)"),
+    (["--inventory", "inventories/example.yml", "--since", "yesterday"],
+     "--since: (option): expected a duration like 90m, 24h, 7d or an ISO 8601 time"),
+    (["--inventory", "tests/acceptance/__init__.py"], "tests/acceptance/__init__.py: (top level)"),
 ])
 def test_bad_input_is_one_line_and_exit_4(tmp_path: Path, args: list[str], message: str) -> None:
     run = run_suite(tmp_path / "run", *args)
