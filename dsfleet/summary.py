@@ -103,12 +103,15 @@ def _html(doc: dict[str, Any], results: list[dict[str, Any]], diff: Diff | None)
     for cid in sorted(findings):
         rows = findings[cid]
         first = rows[0]
+        fixes = any(r.get("remedy") for r in rows)
         out.append(f"<h3>{e(cid)} — {e(first['title'])} ({len(rows)})</h3><p><b>Remediation:</b> "
-                   f"{e(first['remediation'])}<br><b>Source:</b> {e(first['source'])}</p>"
-                   "<table><tr><th>Object</th><th>Host</th><th>Outcome</th><th>Observed</th><th>Required</th></tr>"
+                   f"{e(first.get('guidance') or first['remediation'])}<br><b>Source:</b> {e(first['source'])}</p>"
+                   "<table><tr><th>Object</th><th>Host</th><th>Outcome</th><th>Observed</th><th>Required</th>"
+                   + ("<th>Fix for this object</th>" if fixes else "") + "</tr>"
                    + "".join(f"<tr><td>{e(r['object'])}</td><td>{e(r.get('host', ''))}</td>"
                              f"<td class=\"{r['outcome']}\">{e(r['outcome'])}</td><td>{e(r['observed'])}</td>"
-                             f"<td>{e(r['required'])}</td></tr>" for r in rows) + "</table>")
+                             f"<td>{e(r['required'])}</td>" + (f"<td>{e(r.get('remedy', ''))}</td>" if fixes else "")
+                             + "</tr>" for r in rows) + "</table>")
     out.append("</body></html>")
     return "\n".join(out)
 
