@@ -114,18 +114,21 @@ def _vm_workers(count: int) -> int:
     return max(1, min(os.cpu_count() or 1, count // VMS_PER_PROCESS))
 
 
+def _vm_properties(si: Any, content: Any, name: str, moids: list[str], page_size: int) -> list[VcVm]:
+    """One RetrievePropertiesEx over these VMs, named by reference (no traversal)."""
+    pc = vmodl.query.PropertyCollector
+    spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=vim.VirtualMachine(m, si._stub), skip=False) for m in moids],
+                         propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(VM_PROPERTIES))])
+    return facts_from_objects(name, _collect(content, spec, page_size))[1]
+
+
 def read_vms(endpoint: VcenterEndpoint, password: str, moids: list[str]) -> tuple[list[VcVm], int]:
-    """In a worker process: one session, one RetrievePropertiesEx over these VMs (no traversal)."""
+    """In a worker process: its own session, then the same bulk read over its share of the VMs."""
     counter = CallCounter()
     si = connect(endpoint, password)
     try:
         counter.wrap(si._stub)
-        content = si.RetrieveContent()
-        pc = vmodl.query.PropertyCollector
-        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=vim.VirtualMachine(m, si._stub), skip=False) for m in moids],
-                             propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(VM_PROPERTIES))])
-        _, vms = facts_from_objects(endpoint.name, _collect(content, spec, endpoint.page_size))
-        return vms, counter.calls
+        return _vm_properties(si, si.RetrieveContent(), endpoint.name, moids, endpoint.page_size), counter.calls
     finally:
         Disconnect(si)
 
@@ -181,15 +184,16 @@ def gather(endpoint: VcenterEndpoint, password: str) -> VcenterFacts:
         about = content.about
         facts.product, facts.version, facts.build = about.fullName, about.version, about.build
         facts.instance_uuid = about.instanceUuid
+        # Hosts and clusters in full, VMs as bare references; then the VMs' properties in one more bulk query.
         objects = list(retrieve(content, endpoint.page_size, vm_properties=()))
+        facts.hosts, _ = facts_from_objects(endpoint.name, iter(objects))
         moids = [o.obj._moId for o in objects if isinstance(o.obj, vim.VirtualMachine)]
         workers = _vm_workers(len(moids))
         if workers == 1:
-            facts.hosts, facts.vms = facts_from_objects(endpoint.name, retrieve(content, endpoint.page_size))
+            facts.vms = _vm_properties(si, content, endpoint.name, moids, endpoint.page_size)
         else:
             # pyvmomi's XML parse is CPU-bound on one core: a large inventory is read by several processes,
             # each one bulk query over its share of the VMs (still a handful of calls, never one per VM).
-            facts.hosts, _ = facts_from_objects(endpoint.name, iter(objects))
             chunks = [moids[i::workers] for i in range(workers)]
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for vms, calls in pool.map(read_vms, [endpoint] * workers, [password] * workers, chunks):
