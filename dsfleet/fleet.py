@@ -194,7 +194,20 @@ class Fleet:
         """
         self.require_dsm()
         self.require_vcenters()
+        return list(self._protected)
+
+    @cached_property
+    def _protected(self) -> list[Target]:
+        # Computed once per snapshot: ISO-001 and the remote targets ask for it host by host.
         return self._scoped_computers(lambda c: c.appliance_protected, include_unmatched=True)
+
+    @cached_property
+    def _protected_by_host(self) -> dict[str, list[Target]]:
+        by_host: dict[str, list[Target]] = {}
+        for t in self._protected:
+            if t.host is not None:
+                by_host.setdefault(t.host.key, []).append(t)
+        return by_host
 
     def windows_vms(self) -> list[Target]:
         """Every Windows VM in scope (by guest family or configured guest OS), DSVAs excluded."""
@@ -208,7 +221,9 @@ class Fleet:
         return [t for t in self.protected_vms() if t.vm is not None and _is_windows(t.vm)]
 
     def protected_on_host(self, host: VcHost) -> list[Target]:
-        return [t for t in self.protected_vms() if t.host is not None and t.host.key == host.key]
+        self.require_dsm()
+        self.require_vcenters()
+        return list(self._protected_by_host.get(host.key, []))
 
     def ordering_subjects(self) -> list[Target]:
         """Agents and DSVAs: everything that downloads updates from a relay group."""
