@@ -181,29 +181,29 @@ def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None
     facts = snap.update_path
     if inv.update_source is None or not inv.update_source.relays or facts.probe_url is None:
         return []
+    url, relays = facts.probe_url, inv.update_source.relays
     proxy = inv.update_proxy.url if inv.update_proxy else None
+
+    def not_probed(reason: str) -> list[SourceProbe]:
+        return [SourceProbe(origin=r, url=url, proxy=proxy, status="not probed", reason=reason) for r in relays]
+
     if inv.remote is None or "relay" not in inv.remote.roles:
-        return [SourceProbe(origin=r, url=facts.probe_url, proxy=proxy, status="not probed",
-                            reason="no remote.relay access in the inventory") for r in inv.update_source.relays]
+        return not_probed("no remote.relay access in the inventory")
     if inv.update_proxy is not None and inv.update_proxy.user_env:
-        return [SourceProbe(origin=r, url=facts.probe_url, proxy=proxy, status="not probed",
-                            reason="the proxy needs credentials, and dsfleet sends no secret to a host")
-                for r in inv.update_source.relays]
+        return not_probed("the proxy needs credentials, and dsfleet sends no secret to a host")
     try:
-        command = updatepath.relay_command(facts.probe_url, proxy, inv.update_source.timeout_s)
+        command = updatepath.relay_command(url, proxy, inv.update_source.timeout_s)
     except ValueError as err:
-        return [SourceProbe(origin=r, url=facts.probe_url, proxy=proxy, status="not probed", reason=str(err))
-                for r in inv.update_source.relays]
-    targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,))
-               for r in inv.update_source.relays]
+        return not_probed(str(err))
+    targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,)) for r in relays]
     out = []
     for probe in remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords):
         if probe.status != "ok":
-            out.append(SourceProbe(origin=probe.name, url=facts.probe_url, proxy=proxy, status="not probed",
+            out.append(SourceProbe(origin=probe.name, url=url, proxy=proxy, status="not probed",
                                    reason=f"{probe.status}: {probe.reason}"))
             continue
         o = probe.outputs[0]
-        out.append(updatepath.parse_curl(probe.name, facts.probe_url, proxy, o.stdout, o.stderr, o.rc))
+        out.append(updatepath.parse_curl(probe.name, url, proxy, o.stdout, o.stderr, o.rc))
     return out
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .fleet import Fleet, Target
 from .parsers import UnexpectedOutput, parse_agent_state, parse_init_status, parse_sc_query, parse_service_status
 from .remote import DRIVERS, MUX
-from .snapshot import DsmComputer, VcHost
+from .snapshot import DsmComputer
 
 ENGINE_OFFLINE = "anti-malware engine offline"
 
@@ -78,14 +78,14 @@ def vm_cause(fleet: Fleet, target: Target) -> str:
     return f"{vm.name}: drivers running; check its NSX security tag / policy"
 
 
-def host_faults(fleet: Fleet, host: VcHost, dsva_names: list[str], nsx: str) -> list[str]:
+def host_faults(fleet: Fleet, host_target: Target, nsx: str) -> list[str]:
     """What is wrong at host level: no DSVA, its ds_agent, or the endpoint MUX (unknown states say so)."""
+    host = host_target.host
+    assert host is not None
     faults = []
-    if not dsva_names:
+    if not any(vm.power_state == "poweredOn" for vm in host_target.dsva_vms):
         faults.append(f"no DSVA VM runs on {host.name}")
-    for vm in fleet.vms.values():
-        if vm.host_key != host.key or not fleet.is_dsva_vm(vm):
-            continue
+    for vm in host_target.dsva_vms:
         faults += _dsva_fault(fleet, vm.key, vm.name)
     mux = MUX[nsx]
     probe = fleet.probe("esxi", host.key)
@@ -125,7 +125,7 @@ def isolate(fleet: Fleet, host_target: Target, nsx: str) -> Isolation:
     if not offline:
         return result
     dsvas = [vm.name for vm in host_target.dsva_vms if vm.power_state == "poweredOn"]
-    faults = host_faults(fleet, host, dsvas, nsx)
+    faults = host_faults(fleet, host_target, nsx)
     whole_host = len(offline) == len(protected) and len(offline) >= 2
     if faults or whole_host:
         result.case = "B"

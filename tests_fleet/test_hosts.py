@@ -28,11 +28,21 @@ def test_guest_drivers_running(protected_windows_vm: Target, probe: HostProbe, f
            f"Guest Introspection." if bad else "")
 
 
+def _require_probed(dsva: Target, probe: HostProbe, required: str) -> None:
+    """A DSVA that does not run is PRT-005's finding; one that runs but was not reached has no evidence."""
+    __tracebackhide__ = True
+    assert dsva.vm is not None
+    if probe.status != "not probed":
+        return
+    if dsva.vm.power_state != "poweredOn":
+        not_applicable(f"{probe.reason}: PRT-005 reports a DSVA that does not run")
+    no_evidence(f"the DSVA was not contacted: {probe.reason}", required)
+
+
 @pytest.mark.check("DSV-001")
 def test_dsva_agent_running(dsva: Target, probe: HostProbe) -> None:
     assert dsva.vm is not None
-    if probe.status == "not probed":
-        not_applicable(f"{probe.reason}: PRT-005 reports a DSVA that does not run")
+    _require_probed(dsva, probe, "ds_agent running, agentState green")
     status, query = probe.output("service ds_agent status"), probe.output("/opt/ds_agent/dsa_query -c GetAgentStatus")
     if status is None or query is None:
         no_evidence("the ds_agent status commands were not run", "ds_agent running, agentState green")
@@ -45,8 +55,7 @@ def test_dsva_agent_running(dsva: Target, probe: HostProbe) -> None:
 
 @pytest.mark.check("DSV-002")
 def test_dsva_package_matches_dsm(dsva: Target, probe: HostProbe) -> None:
-    if probe.status == "not probed":
-        not_applicable(f"{probe.reason}: PRT-005 reports a DSVA that does not run")
+    _require_probed(dsva, probe, "the installed build")
     if dsva.computer is None:
         no_evidence("no DSM computer matches this DSVA VM", "the build the DSM reports")
     out = probe.output("rpm -q ds_agent")

@@ -285,3 +285,17 @@ def test_windows_guests_over_winrm(start_lab: Any, tmp_path: Path) -> None:
                       env=dict(lab.env, DSFLEET_LAB_GUEST_PASSWORD="nope"))
     drv = [r for r in wrong.results if reachable(r)]
     assert drv and all(r["outcome"] == "error" and "auth failed" in r["observed"] for r in drv)
+
+
+def test_running_dsva_that_cannot_be_reached_is_not_skipped(start_lab: Any, tmp_path: Path) -> None:
+    """Powered on but Tools down (so no IP): not PRT-005's case, so DSV-001/002 report missing evidence."""
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "lab/scenarios/healthy.yml").read_text())
+    spec.update(name="dsva-no-tools",
+                faults={"vms": {"Trend Micro Deep Security (esx-01)": {"tools_running": "guestToolsNotRunning"}}})
+    (tmp_path / "dsva.yml").write_text(yaml.safe_dump(spec))
+    lab = start_lab(str(tmp_path / "dsva.yml"))
+    run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path), env=lab.env)
+    dsva = DSVA.format("esx-01")
+    assert run.findings() == {("DSV-001", dsva), ("DSV-002", dsva)}
+    assert all("the DSVA was not contacted: VMware Tools is not running" in r["observed"]
+               for r in run.results if r["object"] == dsva and r["check"] in ("DSV-001", "DSV-002"))
