@@ -15,6 +15,8 @@ from typing import Any
 from .errors import InputError
 
 FAILING = ("fail", "error", "waived")
+OUTCOMES = ("pass", "fail", "error", "skip", "waived")
+RESULTS_VERSION = 2  # the results.json version this dsfleet writes and reads
 
 
 @dataclass
@@ -45,10 +47,21 @@ def load_results(path: Path) -> tuple[list[dict[str, Any]], Path]:
         raise InputError(str(file), "(file)", "results JSON written by dsfleet", str(err)) from None
     if not isinstance(data, dict) or data.get("schema") != "dsfleet-results":
         raise InputError(str(file), "schema", "'dsfleet-results'", data.get("schema") if isinstance(data, dict) else None)
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= RESULTS_VERSION:
+        raise InputError(str(file), "version", f"a results version from 1 to {RESULTS_VERSION} (this dsfleet reads "
+                         f"up to {RESULTS_VERSION}; a newer one needs a newer dsfleet)", version)
     results = data.get("results")
-    if not isinstance(results, list) or not all(isinstance(r, dict) and {"check", "object", "outcome"} <= set(r)
-                                                 for r in results):
-        raise InputError(str(file), "results", "a list of results with check, object and outcome")
+    if not isinstance(results, list):
+        raise InputError(str(file), "results", "a list of results", type(results).__name__)
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise InputError(str(file), f"results[{i}]", "an object with check, object and outcome", r)
+        for key in ("check", "object", "outcome"):
+            if not isinstance(r.get(key), str):
+                raise InputError(str(file), f"results[{i}].{key}", "text", r.get(key))
+        if r["outcome"] not in OUTCOMES:
+            raise InputError(str(file), f"results[{i}].outcome", "one of " + ", ".join(OUTCOMES), r["outcome"])
     return results, file
 
 

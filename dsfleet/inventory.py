@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
-import yaml
-
+from . import yamlio
 from .errors import InputError
 
 T = TypeVar("T")
@@ -24,6 +23,7 @@ T = TypeVar("T")
 DSM_AUTH_STYLES = ("api-secret-key", "apikey")  # on-premises DSM / Cloud One or Vision One
 NSX_FLAVOURS = ("nsx-v", "nsx-t")
 DEFAULT_DSVA_PATTERN = r"^Trend Micro Deep Security"
+DEFAULT_DEADLINE_S = 900.0  # a scheduled run must end: every source gets at most this long, together
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -169,6 +169,7 @@ class Inventory:
     remote: RemoteAccess | None = None
     update_source: UpdateSource | None = None
     events: EventSource | None = None
+    deadline_s: float = DEFAULT_DEADLINE_S  # the whole gathering; what is not read by then is recorded as such
 
     def secret(self, env_name: str, field: str) -> str:
         """The value of the environment variable an inventory field names; never logged."""
@@ -278,12 +279,7 @@ def load(path: str | Path) -> Inventory:
         raw = Path(path).read_bytes()
     except OSError as err:
         raise InputError(file, "(file)", "a readable inventory file", err.strerror) from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        raise InputError(file, where, "valid YAML", str(getattr(err, "problem", err))) from None
+    data = yamlio.load(raw, file)
     base = Path(path).resolve().parent
     top = _Node(file, "", data)
     name = top.get("name", str, "a non-empty name for reports", check=bool)
@@ -360,11 +356,13 @@ def load(path: str | Path) -> Inventory:
     remote = _remote(top.child("remote", required=False), base)
     update_source = _update_source(top.child("update_source", required=False), base)
     events = _events(top.child("events", required=False), base)
+    deadline = float(top.get("deadline_s", (int, float), "a number of seconds from 10 to 86400 (the gathering's "
+                             "deadline)", default=DEFAULT_DEADLINE_S, check=lambda v: 10 <= v <= 86400))
     top.done()
     return Inventory(path=Path(path), sha256=hashlib.sha256(raw).hexdigest(), name=name, dsm=dsm,
                      vcenters=tuple(vcenters), scope=scope, nsx=nsx, dsva_vm_pattern=pattern,
                      relay_groups=tuple(groups), update_proxy=proxy, remote=remote, update_source=update_source,
-                     events=events)
+                     events=events, deadline_s=deadline)
 
 
 def _update_source(node: _Node | None, base: Path) -> UpdateSource | None:

@@ -27,6 +27,24 @@ def write(run_dir: Path) -> Path:
     return path
 
 
+def snapshot_integrity(snapshot: Path, sha256: str) -> str:
+    """What the manifest beside a snapshot says of it: "match", "mismatch: ..." or "none: ..."."""
+    path = snapshot.parent / NAME
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return f"none: no {NAME} beside {snapshot.name}, its origin cannot be verified"
+    except (OSError, UnicodeDecodeError) as err:
+        return f"mismatch: {path} is unreadable ({err})"
+    listed = {name: digest for digest, _, name in (line.partition("  ") for line in lines)}
+    if snapshot.name not in listed:
+        return f"mismatch: {path} does not list {snapshot.name}"
+    if listed[snapshot.name] != sha256:
+        return (f"mismatch: {snapshot.name} was changed after the run that wrote it (sha256 {sha256[:16]}…, "
+                f"{NAME} says {listed[snapshot.name][:16]}…)")
+    return f"match: {snapshot.name} is the one {path} lists"
+
+
 def verify(run_dir: Path) -> list[str]:
     """Problems found (empty: every artifact listed is present and unchanged)."""
     path = run_dir / NAME

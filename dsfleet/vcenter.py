@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
+import http.client
 import ssl
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from pyVim.connect import Disconnect, SmartConnect
+import requests
+from pyVim.connect import Connect, Disconnect
 from pyVmomi import vim, vmodl
+from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 
 from .errors import AuthError, GatherError
 from .inventory import VcenterEndpoint
+from .neterrors import plain_reason
 from .snapshot import VcenterFacts, VcHost, VcVm
 
 VM_PROPERTIES = (
@@ -61,17 +66,50 @@ class CallCounter:
             setattr(stub, name, counted)
 
 
+def api_version(endpoint: VcenterEndpoint) -> str:
+    """The newest vim25 version both pyVmomi and the server speak, read with connect and read timeouts.
+
+    pyVmomi's SmartConnect reads ``/sdk/vimServiceVersions.xml`` over an ``HTTPSConnection`` without a
+    timeout (``httpConnectionTimeout`` does not cover it): a vCenter that accepts TCP and never answers would
+    hang the run forever. The same document is read here, bounded, without following redirects.
+    """
+    url = f"https://{endpoint.host}:{endpoint.port}/sdk/vimServiceVersions.xml"
+    try:
+        response = requests.get(url, timeout=(endpoint.timeout_s, endpoint.timeout_s), allow_redirects=False,
+                                verify=endpoint.tls.requests_verify)
+    except requests.RequestException as err:
+        raise GatherError(f"cannot connect: {plain_reason(err)}") from None
+    if response.is_redirect:
+        target = urlsplit(response.headers.get("Location", "")).hostname or "an unnamed location"
+        raise GatherError(f"vCenter {endpoint.url} answered {response.status_code} redirecting to {target}: not "
+                          f"followed (credentials are never sent to another host)")
+    if response.status_code != 200:
+        raise GatherError(f"vCenter {endpoint.url}: GET /sdk/vimServiceVersions.xml answered HTTP "
+                          f"{response.status_code} {response.reason}: is this a vCenter?")
+    try:
+        root = ElementTree.fromstring(response.content)
+    except ElementTree.ParseError as err:
+        raise GatherError(f"vCenter {endpoint.url}: vimServiceVersions.xml is not XML ({err})") from None
+    offered = {v.text for v in root.iter("version")}
+    for version in GetServiceVersions("vim25"):  # newest first
+        if versionIdMap[version] in offered:
+            return str(version)
+    raise GatherError(f"vCenter {endpoint.url} offers API versions {', '.join(sorted(filter(None, offered)))}: "
+                      f"none is one pyVmomi speaks")
+
+
 def connect(endpoint: VcenterEndpoint, password: str) -> Any:
     context = ssl_context(endpoint.tls.verify, str(endpoint.tls.ca_bundle) if endpoint.tls.ca_bundle else None)
+    version = api_version(endpoint)
     try:
-        return SmartConnect(host=endpoint.host, port=endpoint.port, user=endpoint.user, pwd=password,
-                            sslContext=context, httpConnectionTimeout=int(endpoint.timeout_s))
+        # Connect with a known version makes no further unbounded call; httpConnectionTimeout bounds the rest.
+        return Connect(host=endpoint.host, port=endpoint.port, user=endpoint.user, pwd=password,
+                       service="hostd", version=version, sslContext=context,
+                       httpConnectionTimeout=endpoint.timeout_s)
     except vim.fault.InvalidLogin:
         raise AuthError(f"authentication failed: vCenter {endpoint.url} rejected user {endpoint.user}") from None
-    except ssl.SSLError as err:
-        raise GatherError(f"TLS verification of {endpoint.url} failed: {err.reason or err}") from None
-    except (OSError, socket.timeout) as err:
-        raise GatherError(f"cannot connect to vCenter {endpoint.url}: {err}") from None
+    except (ssl.SSLError, OSError, http.client.HTTPException) as err:
+        raise GatherError(f"cannot connect: {plain_reason(err)}") from None
     except vmodl.MethodFault as err:
         raise GatherError(f"vCenter {endpoint.url} refused the login: {getattr(err, 'msg', err)}") from None
 
@@ -199,8 +237,10 @@ def gather(endpoint: VcenterEndpoint, password: str) -> VcenterFacts:
                 for vms, calls in pool.map(read_vms, [endpoint] * workers, [password] * workers, chunks):
                     facts.vms += vms
                     counter.calls += calls
-    except (vmodl.MethodFault, OSError, GatherError, BrokenProcessPool) as err:
+    except (vmodl.MethodFault, GatherError, BrokenProcessPool) as err:
         facts.error = f"reading vCenter {endpoint.url} failed: {getattr(err, 'msg', None) or err}"
+    except (OSError, http.client.HTTPException) as err:
+        facts.error = f"reading vCenter {endpoint.url} failed: {plain_reason(err)}"
     finally:
         facts.api_calls = counter.calls
         try:

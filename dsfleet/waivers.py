@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from . import yamlio
 from .errors import InputError
 
 FIELDS = ("check", "object", "justification", "approver", "ticket", "expires")
@@ -71,11 +70,10 @@ def _expiry(value: Any, file: str, where: str) -> dt.datetime:
 def load(path: Path, known_checks: set[str]) -> list[Waiver]:
     file = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as err:
         raise InputError(file, "(file)", "a readable waivers file", err.strerror) from None
-    except yaml.YAMLError as err:
-        raise InputError(file, "(file)", "valid YAML", str(getattr(err, "problem", err))) from None
+    data = yamlio.load(raw, file)
     if not isinstance(data, dict) or not isinstance(data.get("waivers"), list):
         raise InputError(file, "waivers", "a list of waivers")
     out = []
