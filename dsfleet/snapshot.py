@@ -41,6 +41,9 @@ class DsmComputer:
     am_state: str | None
     am_messages: list[str]  # antiMalware.moduleStatus agent/appliance status messages
     vm_state: str | None  # vmwareVMVirtualMachineSummary.state, e.g. "Powered On"
+    # "DSM computer <ID>: <field>: expected <type>, got <value>" for each field the record carried with the wrong
+    # type; the good fields are kept, and the checks that need this computer error with these reasons.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -57,6 +60,9 @@ class DsmFacts:
     manager_version_error: str | None = None
     computers: list[DsmComputer] = field(default_factory=list)
     api_calls: int = 0
+    # Computer records without a usable ID (one reason each): whose evidence is missing cannot be known, so their
+    # presence also sets ``error`` (the DSM source is partial).
+    unreadable: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -218,8 +224,16 @@ class EventFacts:
     since_utc: str | None = None
     until_utc: str | None = None
     events: list[Event] = field(default_factory=list)
-    scanned: int = 0  # events or lines read, before filtering
-    unparsed: int = 0  # lines that were not syslog/CEF
+    scanned: int = 0  # events read (soap) or CEF/LEEF lines read (cef), before filtering
+    # cef only. Any of unparsed, unreadable, or a configured path without a readable file or a CEF/LEEF line sets
+    # error (the evidence is partial); other, replaced and skipped do not.
+    unparsed: int = 0  # lines carrying CEF:/LEEF: that could not be parsed
+    unparsed_lines: list[str] = field(default_factory=list)  # the first few, "<file>:<line>: <reason>"
+    other: int = 0  # lines without a CEF/LEEF payload (other programs' syslog lines)
+    replaced: int = 0  # lines that were not UTF-8, read with U+FFFD in place of the bad bytes
+    files: list[str] = field(default_factory=list)  # regular files read (gzip/bzip2/xz ones decompressed)
+    skipped: list[str] = field(default_factory=list)  # "<path>: a named pipe, not read" (never opened)
+    unreadable: list[str] = field(default_factory=list)  # "<path>: <reason>" (permissions, cut-short gzip, ...)
 
 
 @dataclass
@@ -250,6 +264,22 @@ class Snapshot:
     update_path: UpdatePathFacts = field(default_factory=UpdatePathFacts)
     events: EventFacts = field(default_factory=EventFacts)
 
+    def gaps(self) -> list[str]:
+        """What could not be read, one line per source (empty: every configured source was read whole)."""
+        out = [f"DSM {self.dsm.url}: {self.dsm.error}"] if self.dsm.error else []
+        out += [f"vCenter {vc.name} ({vc.url}): {vc.error}" for vc in self.vcenters if vc.error]
+        if self.events.error:
+            out.append(f"events ({self.events.source}): {self.events.error}")
+        if self.update_path.error:
+            out.append(f"update path: {self.update_path.error}")
+        unread: dict[str, int] = {}
+        for probe in self.remote.probes:
+            if probe.status not in ("ok", "not probed"):
+                unread[probe.status] = unread.get(probe.status, 0) + 1
+        if unread:
+            out.append("hosts: " + ", ".join(f"{n} {status}" for status, n in sorted(unread.items())))
+        return out
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
 
@@ -278,7 +308,32 @@ def load(path: Path) -> tuple[Snapshot, str]:
         raise InputError(file, "version", f"{VERSION} (this dsfleet reads snapshot version {VERSION})",
                          data.get("version"))
     snap = _build(Snapshot, data, file, "")
+    _check_references(snap, file)
     return snap, hashlib.sha256(raw).hexdigest()
+
+
+def _check_references(snap: Snapshot, file: str) -> None:
+    """Every id one part of the snapshot names must exist in the part it points into (a hand-edited or cut
+    snapshot would otherwise fail deep inside a check)."""
+    computers = {c.id for c in snap.dsm.computers}
+    vms = {vm.key for vc in snap.vcenters for vm in vc.vms}
+    hosts = {h.key for vc in snap.vcenters for h in vc.hosts}
+    for i, group in enumerate(snap.relay_groups):
+        for j, rid in enumerate(group.relay_ids):
+            if rid not in computers:
+                raise InputError(file, f"relay_groups[{i}].relay_ids[{j}]", "the id of a computer in dsm.computers",
+                                 rid)
+    for i, match in enumerate(snap.join.matches):
+        if match.computer_id not in computers:
+            raise InputError(file, f"join.matches[{i}].computer_id", "the id of a computer in dsm.computers",
+                             match.computer_id)
+        if match.vm_key not in vms:
+            raise InputError(file, f"join.matches[{i}].vm_key", "the key of a VM in vcenters[].vms", match.vm_key)
+    for v, vc in enumerate(snap.vcenters):
+        for i, vm in enumerate(vc.vms):
+            if vm.host_key is not None and vm.host_key not in hosts:
+                raise InputError(file, f"vcenters[{v}].vms[{i}].host_key", "the key of a host in vcenters[].hosts",
+                                 vm.host_key)
 
 
 def _build(cls: Any, data: Any, file: str, path: str) -> Any:
