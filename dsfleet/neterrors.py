@@ -104,5 +104,7 @@ def plain_reason(err: BaseException) -> str:  # noqa: C901 - one flat table of c
 
 
 def _incomplete(err: http.client.IncompleteRead) -> str:
-    expected = f" of {len(err.partial) + err.expected}" if err.expected is not None else ""
-    return f"{len(err.partial)}{expected} bytes received"
+    # http.client keeps the bytes read, urllib3's subclass only their count.
+    got = err.partial if isinstance(err.partial, int) else len(err.partial)
+    expected = f" of {got + err.expected}" if isinstance(err.expected, int) else ""
+    return f"{got}{expected} bytes received"

@@ -41,6 +41,7 @@ def test_example_documents_every_key_and_loads(tmp_path: Path) -> None:
     assert inv.dsm.on_premises and inv.nsx == "nsx-t" and inv.scope.clusters == ("cl-prod",)
     assert inv.relay_groups[0].relays == ("relay-01.example.local", "relay-02.example.local")
     assert inv.update_proxy is not None and inv.tls_exceptions == []
+    assert inv.deadline_s == 900
 
 
 def test_defaults_are_verifying_and_documented(tmp_path: Path) -> None:
