@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import datetime as dt
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
+from typing import Any, Callable, TypeVar
 
 from . import events as events_mod
 from . import remote as remote_mod
@@ -21,6 +22,8 @@ from .fleet import Fleet
 from .snapshot import (SCHEMA, VERSION, DsmComputer, DsmFacts, EventFacts, InventoryRef, RelayGroupFacts,
                        RemoteFacts, Snapshot, SourceProbe, UpdatePathFacts, VcenterFacts)
 
+T = TypeVar("T")
+
 # Only what the checks read: status messages, anti-malware state, the relay setting, the VM summary.
 DSM_EXPAND = ["computerStatus", "antiMalware", "computerSettings", "vmwareVMVirtualMachineSummary"]
 
@@ -31,53 +34,119 @@ def dsm_client(inv: Inventory) -> DsmClient:
                      retries=inv.dsm.retries)
 
 
-def computer_from_api(raw: dict[str, Any]) -> DsmComputer:
-    """Reduce one REST computer object to the snapshot record (field names per the official SDK)."""
-    status = raw.get("computerStatus") or {}
-    am = raw.get("antiMalware") or {}
-    module = am.get("moduleStatus") or {}
-    summary = raw.get("vmwareVMVirtualMachineSummary") or {}
-    settings = raw.get("computerSettings")
-    relay_setting = (settings or {}).get("platformSettingRelayState") or {}
-    relay_value = relay_setting.get("value") if isinstance(relay_setting, dict) else None
-    relay_list = raw.get("relayListID")
-    return DsmComputer(
-        id=int(raw["ID"]), host_name=raw.get("hostName") or "", display_name=raw.get("displayName") or "",
-        platform=raw.get("platform") or "", agent_version=raw.get("agentVersion"),
-        relay_list_id=int(relay_list) if relay_list is not None else None,
-        is_relay=None if relay_value is None else str(relay_value).lower() == "true",
-        appliance_protected=bool(raw.get("applianceFingerPrint")),
-        bios_uuid=raw.get("biosUUID") or summary.get("biosUUID"),
-        agent_status=status.get("agentStatus"), agent_messages=list(status.get("agentStatusMessages") or []),
-        appliance_status=status.get("applianceStatus"),
-        appliance_messages=list(status.get("applianceStatusMessages") or []),
-        am_state=am.get("state"),
-        am_messages=[m for m in (module.get("agentStatusMessage"), module.get("applianceStatusMessage")) if m],
-        vm_state=summary.get("state"),
+def _shown(value: Any) -> str:
+    """A value as a reason shows it: its repr, long ones (a whole sub-object) cut at 80 characters."""
+    text = repr(value)
+    return text[:80] + "…" if len(text) > 80 else text
+
+
+class _Record:
+    """One REST computer object, read field by field against the type the official SDK declares.
+
+    A field of the wrong type reads as absent and is noted once in ``problems``, so one bad field costs only the
+    checks that need that computer (they error with the note), never the whole DSM read.
+    """
+
+    def __init__(self, raw: dict[str, Any], computer_id: int) -> None:
+        self.raw, self.id = raw, computer_id
+        self.problems: list[str] = []
+
+    def _get(self, path: str, fits: Callable[[Any], bool], expected: str) -> Any:
+        node: Any = self.raw
+        keys = path.split(".")
+        for depth, key in enumerate(keys):
+            if node is None:
+                return None
+            if not isinstance(node, dict):
+                self._note(".".join(keys[:depth]), "an object", node)
+                return None
+            node = node.get(key)
+        if node is None or fits(node):
+            return node
+        self._note(path, expected, node)
+        return None
+
+    def _note(self, path: str, expected: str, got: Any) -> None:
+        line = f"DSM computer {self.id}: {path}: expected {expected}, got {_shown(got)}"
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def text(self, path: str) -> str | None:
+        value: str | None = self._get(path, lambda v: isinstance(v, str), "a string")
+        return value
+
+    def integer(self, path: str) -> int | None:
+        value: int | None = self._get(path, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+        return value
+
+    def texts(self, path: str) -> list[str]:
+        value: list[str] | None = self._get(
+            path, lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v), "a list of strings")
+        return list(value or [])
+
+
+def computer_from_api(raw: Any, position: int) -> DsmComputer:
+    """Reduce one REST computer object to the snapshot record (field names per the official SDK).
+
+    ``position`` (1-based, in the order the DSM listed them) names a record whose ``ID`` is unusable: such a
+    record raises ValueError with the reason, since its evidence cannot be tied to any computer.
+    """
+    computer_id = raw.get("ID") if isinstance(raw, dict) else None
+    if not isinstance(computer_id, int) or isinstance(computer_id, bool):
+        what, got = ("an integer ID", computer_id) if isinstance(raw, dict) else ("an object", raw)
+        name = (raw.get("hostName") or raw.get("displayName")) if isinstance(raw, dict) else None
+        raise ValueError(f"computer record {position}{f' ({name!r})' if isinstance(name, str) else ''}: "
+                         f"expected {what}, got {_shown(got)}")
+    r = _Record(raw, computer_id)
+    relay_value = r.text("computerSettings.platformSettingRelayState.value")
+    computer = DsmComputer(
+        id=computer_id, host_name=r.text("hostName") or "", display_name=r.text("displayName") or "",
+        platform=r.text("platform") or "", agent_version=r.text("agentVersion"),
+        relay_list_id=r.integer("relayListID"),
+        is_relay=None if relay_value is None else relay_value.lower() == "true",
+        appliance_protected=bool(r.text("applianceFingerPrint")),
+        bios_uuid=r.text("biosUUID") or r.text("vmwareVMVirtualMachineSummary.biosUUID"),
+        agent_status=r.text("computerStatus.agentStatus"), agent_messages=r.texts("computerStatus.agentStatusMessages"),
+        appliance_status=r.text("computerStatus.applianceStatus"),
+        appliance_messages=r.texts("computerStatus.applianceStatusMessages"),
+        am_state=r.text("antiMalware.state"),
+        am_messages=[m for m in (r.text("antiMalware.moduleStatus.agentStatusMessage"),
+                                 r.text("antiMalware.moduleStatus.applianceStatusMessage")) if m],
+        vm_state=r.text("vmwareVMVirtualMachineSummary.state"),
     )
+    computer.problems = r.problems
+    return computer
 
 
 def gather_dsm(inv: Inventory, client: DsmClient | None = None) -> DsmFacts:
+    """The DSM's computers and version. A record without a usable ID is listed in ``unreadable`` and makes the
+    source partial (``error`` set, the readable computers kept): whose evidence is missing is unknown."""
     facts = DsmFacts(url=inv.dsm.url, auth=inv.dsm.auth, tls_verify=inv.dsm.tls.verify)
     client = client or dsm_client(inv)
     try:
-        facts.computers = [computer_from_api(c)
-                           for c in client.search_computers(DSM_EXPAND, page_size=inv.dsm.page_size)]
+        for position, raw in enumerate(client.search_computers(DSM_EXPAND, page_size=inv.dsm.page_size), 1):
+            try:
+                facts.computers.append(computer_from_api(raw, position))
+            except ValueError as err:
+                facts.unreadable.append(str(err))
     except GatherError as err:
         facts.error = str(err)
-        facts.computers = []
-    except (KeyError, TypeError, ValueError) as err:
-        facts.error = f"unexpected computer record from the DSM: {err!r}"
-        facts.computers = []
-    if facts.error is None:
-        if inv.dsm.on_premises:
-            try:
-                facts.manager_version = client.manager_version()
-            except GatherError as err:
-                facts.manager_version_error = str(err)
-        else:
-            facts.manager_version_error = ("not applicable: Cloud One / Vision One managers are run and "
-                                           "upgraded by Trend Micro")
+        facts.computers, facts.unreadable = [], []
+        facts.api_calls = client.calls
+        return facts
+    if facts.unreadable:
+        first = "; ".join(facts.unreadable[:3])
+        more = len(facts.unreadable) - 3
+        facts.error = (f"{len(facts.unreadable)} computer records could not be read: {first}"
+                       + (f"; and {more} more (listed in the snapshot's dsm.unreadable)" if more > 0 else ""))
+    if inv.dsm.on_premises:
+        try:
+            facts.manager_version = client.manager_version()
+        except GatherError as err:
+            facts.manager_version_error = str(err)
+    else:
+        facts.manager_version_error = ("not applicable: Cloud One / Vision One managers are run and "
+                                       "upgraded by Trend Micro")
     facts.api_calls = client.calls
     return facts
 
@@ -123,15 +192,19 @@ def gather(inv: Inventory, since: dt.datetime | None = None) -> Snapshot:
     proxy_auth = _proxy_auth(inv)
     soap_password = (inv.secret(inv.events.soap_password_env, "events.soap_password_env")
                      if inv.events is not None and inv.events.soap_password_env else None)
-    with ThreadPoolExecutor(max_workers=3 + len(inv.vcenters)) as pool:
-        dsm_future = pool.submit(gather_dsm, inv, client)
-        vc_futures = [pool.submit(gather_vcenter, inv, i) for i in range(len(inv.vcenters))]
-        path_future = pool.submit(gather_update_path, inv, client, proxy_auth)
-        events_future = pool.submit(gather_events, inv, soap_password, since, until)
-        dsm = dsm_future.result()
-        vcenters = [f.result() for f in vc_futures]
-        update_path = path_future.result()
-        event_facts = events_future.result()
+    deadline = started + inv.deadline_s
+    late = f"not read: the gathering deadline of {inv.deadline_s:g} s (inventory deadline_s) passed"
+    dsm_future = _background("dsm", lambda: gather_dsm(inv, client))
+    vc_futures = [_background(f"vcenter-{i}", partial(gather_vcenter, inv, i)) for i in range(len(inv.vcenters))]
+    path_future = _background("update-path", lambda: gather_update_path(inv, client, proxy_auth))
+    events_future = _background("events", lambda: gather_events(inv, soap_password, since, until))
+    dsm = _by(deadline, dsm_future, lambda: DsmFacts(url=inv.dsm.url, auth=inv.dsm.auth,
+                                                        tls_verify=inv.dsm.tls.verify, error=late))
+    vcenters = [_by(deadline, f, partial(VcenterFacts, name=vc.name, url=vc.url, tls_verify=vc.tls.verify, error=late))
+                for f, vc in zip(vc_futures, inv.vcenters)]
+    update_path = _by(deadline, path_future, lambda: UpdatePathFacts(configured=True, error=late))
+    event_facts = _by(deadline, events_future, lambda: EventFacts(
+        configured=True, source=inv.events.source if inv.events else None, error=late))
     all_vms = [vm for vc in vcenters for vm in vc.vms]
     snap = Snapshot(
         schema=SCHEMA, version=VERSION, created_utc=created, gather_seconds=round(time.monotonic() - started, 3),
@@ -144,10 +217,33 @@ def gather(inv: Inventory, since: dt.datetime | None = None) -> Snapshot:
     )
     snap.update_path, snap.events = update_path, event_facts
     # Remote commands need to know which hosts and VMs exist, so they run after the bulk gather.
-    snap.remote = gather_remote(inv, Fleet(snap), passwords)
-    snap.update_path.probes += relay_probes(inv, snap, passwords)
+    snap.remote = gather_remote(inv, Fleet(snap), passwords, deadline)
+    snap.update_path.probes += relay_probes(inv, snap, passwords, deadline)
     snap.gather_seconds = round(time.monotonic() - started, 3)
     return snap
+
+
+def _background(name: str, fn: Callable[[], T]) -> Future[T]:
+    """Run ``fn`` in a daemon thread: one still stuck at the deadline never holds up the interpreter's exit
+    (a ThreadPoolExecutor's workers are joined at exit, so a hung call there would hang the run)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(err)
+
+    threading.Thread(target=run, name=f"gather-{name}", daemon=True).start()
+    return future
+
+
+def _by(deadline: float, future: Future[T], late: Callable[[], T]) -> T:
+    """The source's facts, or ``late()`` (facts carrying the deadline as their error) if it has not finished."""
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        return late()
 
 
 def _proxy_auth(inv: Inventory) -> tuple[str, str] | None:
@@ -176,7 +272,8 @@ def gather_update_path(inv: Inventory, client: DsmClient, proxy_auth: tuple[str,
     return facts
 
 
-def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None]) -> list[SourceProbe]:
+def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None],
+                 deadline: float | None = None) -> list[SourceProbe]:
     """The same source, probed from each relay the inventory lists (curl over SSH, read-only)."""
     facts = snap.update_path
     if inv.update_source is None or not inv.update_source.relays or facts.probe_url is None:
@@ -197,7 +294,7 @@ def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None
         return not_probed(str(err))
     targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,)) for r in relays]
     out = []
-    for probe in remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords):
+    for probe in remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline)):
         if probe.status != "ok":
             out.append(SourceProbe(origin=probe.name, url=url, proxy=proxy, status="not probed",
                                    reason=f"{probe.status}: {probe.reason}"))
@@ -214,7 +311,7 @@ def gather_events(inv: Inventory, soap_password: str | None, since: dt.datetime,
     facts = EventFacts(configured=True, source=src.source, since_utc=since.isoformat(), until_utc=until.isoformat())
     try:
         if src.source == "cef":
-            facts.events, facts.scanned, facts.unparsed = events_mod.read_cef(src.cef_paths, since, until)
+            events_mod.read_cef(src.cef_paths, since, until, facts)
         else:
             assert src.soap_user is not None and soap_password is not None
             facts.events, facts.scanned = events_mod.read_soap(
@@ -232,12 +329,17 @@ def remote_passwords(inv: Inventory) -> dict[str, str | None]:
             for role, a in inv.remote.roles.items()}
 
 
-def gather_remote(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None]) -> RemoteFacts:
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def gather_remote(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None],
+                  deadline: float | None = None) -> RemoteFacts:
     if inv.remote is None:
         return RemoteFacts()
     started = time.monotonic()
     targets = fleet.remote_targets({role: a.address for role, a in inv.remote.roles.items()})
-    probes = remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords)
+    probes = remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline))
     return RemoteFacts(configured_roles=sorted(inv.remote.roles), concurrency=inv.remote.concurrency,
                        verify_host_keys=inv.remote.verify_host_keys, seconds=round(time.monotonic() - started, 3),
                        probes=probes)

@@ -21,12 +21,23 @@ def _quote(text: str) -> str:
     return flat if len(flat) <= 120 else flat[:120] + "..."
 
 
-# -- Windows: sc query ---------------------------------------------------------------------------------
+# -- Windows: sc query, chcp ---------------------------------------------------------------------------
+# Language packs translate sc's labels ("SERVICE_NAME", "STATE") and messages ("FAILED", the text after the
+# code), not the numbers nor the state words: lines are found by their shape, never by a label.
 
 SC_STATES = {1: "STOPPED", 2: "START_PENDING", 3: "STOP_PENDING", 4: "RUNNING", 5: "CONTINUE_PENDING",
              6: "PAUSE_PENDING", 7: "PAUSED"}
-_SC_NAME = re.compile(r"^\s*SERVICE_NAME:\s*(\S+)\s*$", re.M)
-_SC_STATE = re.compile(r"^\s*STATE\s*:\s*(\d+)\s+(\w+)", re.M)
+SC_NOT_INSTALLED = 1060  # ERROR_SERVICE_DOES_NOT_EXIST: sc's message code and its exit status
+# "[SC] EnumQueryServicesStatus:OpenService FAILED 1060:" ("失败 1060:", "ERROR 1060:", "échec(s) 1060" ...)
+_SC_FAILED = re.compile(r"^\[SC\][^\r\n]*?\s(\d+):?[ \t]*\r?$", re.M)
+# The service's first line, unindented: "SERVICE_NAME: vsepflt", "Имя_службы: postgresql-9.4"
+_SC_NAME = re.compile(r"^[^\s:][^:\r\n]*?[ \t]*:[ \t]*(\S+)[ \t]*\r?$", re.M)
+# The state line, indented: "<label> : <number>  <WORD>", WORD one of SC_STATES' (sc does not translate them;
+# TYPE's "2  FILE_SYSTEM_DRIVER" has the same shape with another word).
+_SC_STATE = re.compile(r"^[ \t]+[^:\r\n]+?[ \t]*:[ \t]*(\d+)[ \t]+(%s)[ \t]*\r?$" % "|".join(SC_STATES.values()),
+                       re.M)
+_SC_BLOCK_END = re.compile(r"\n[ \t]*\r?\n")  # a blank line ends a service's block
+_CHCP = re.compile(r":[ \t]*(\d+)\.?[ \t]*\r?$", re.M)
 
 
 @dataclass(frozen=True)
@@ -44,17 +55,38 @@ class ServiceState:
 
 
 def parse_sc_query(name: str, stdout: str, rc: int | None) -> ServiceState:
-    """``sc query <name>``: the STATE line, or ``FAILED 1060`` for a service that does not exist."""
-    if "FAILED 1060" in stdout:
-        return ServiceState(name, installed=False, state=None)
+    """``sc query <name>`` in any display language: the state by its number, or error 1060 (not installed)."""
+    failed = _SC_FAILED.search(stdout)
     found = _SC_NAME.search(stdout)
-    state = _SC_STATE.search(stdout)
-    if not found or not state:
+    if failed is None and found is None and rc == SC_NOT_INSTALLED:
+        return ServiceState(name, installed=False, state=None)  # the exit status says it, whatever the text
+    if failed is not None:
+        if int(failed.group(1)) == SC_NOT_INSTALLED:
+            return ServiceState(name, installed=False, state=None)
+        raise UnexpectedOutput(f"sc query {name} failed with Windows error {failed.group(1)} (rc {rc}): "
+                               f"{_quote(stdout)}")
+    if found is None:
         raise UnexpectedOutput(f"sc query {name} (rc {rc}): {_quote(stdout) or 'no output'}")
     if found.group(1).lower() != name.lower():
         raise UnexpectedOutput(f"sc query {name} answered for service {found.group(1)}")
-    code = int(state.group(1))
-    return ServiceState(name, installed=True, state=SC_STATES.get(code, state.group(2).upper()))
+    rest = stdout[found.end():]
+    end = _SC_BLOCK_END.search(rest)
+    states = _SC_STATE.findall(rest[:end.start()] if end else rest)
+    if len(states) != 1:
+        raise UnexpectedOutput(f"sc query {name} (rc {rc}): {len(states)} state lines in {_quote(stdout)}")
+    code, word = int(states[0][0]), states[0][1]
+    if SC_STATES.get(code) != word:  # the number is what the SCM reports: a word that disagrees is not sc
+        raise UnexpectedOutput(f"sc query {name}: state {code} printed as {word}")
+    return ServiceState(name, installed=True, state=word)
+
+
+def parse_chcp(stdout: str) -> int:
+    """``chcp`` → the console code page: "Active code page: 437", "現在のコード ページ: 932",
+    "Aktive Codepage: 850.", "Page de codes active : 850". The last such line counts (an AutoRun may print first)."""
+    found = _CHCP.findall(stdout)
+    if not found:
+        raise UnexpectedOutput(f"chcp: no code page in {_quote(stdout) or 'no output'}")
+    return int(found[-1])
 
 
 # -- DSVA: ds_agent ------------------------------------------------------------------------------------

@@ -4,10 +4,15 @@ SSH uses testinfra's paramiko backend, extended with what a compliance run needs
 against a known_hosts file (unknown or changed keys are refused), connect and per-command timeouts,
 no agent or stray keys. Windows guests may use testinfra's WinRM backend instead. Only the commands in
 :data:`COMMANDS` can be run. Every host ends in one :class:`HostProbe` whose status says what happened.
+
+Windows writes console output in the guest's OEM code page (CP932 on a Japanese guest, CP850 or CP437 in
+Europe and the US), not UTF-8: a Windows probe runs ``chcp`` first and decodes the other outputs' bytes with
+that code page.
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import socket
@@ -27,15 +32,16 @@ from testinfra.backend.base import BaseBackend, CommandResult
 from testinfra.backend.paramiko import ParamikoBackend
 
 from .inventory import RemoteAccess, RoleAccess
-from .parsers import (UnexpectedOutput, parse_agent_state, parse_init_status, parse_rpm_query, parse_sc_query,
-                      parse_service_status)
+from .neterrors import chain, plain_reason
+from .parsers import (UnexpectedOutput, parse_agent_state, parse_chcp, parse_init_status, parse_rpm_query,
+                      parse_sc_query, parse_service_status)
 from .snapshot import CommandOutput, HostProbe
 
 MUX = {"nsx-v": "vShield-Endpoint-Mux", "nsx-t": "nsx-context-mux"}
 DRIVERS = ("vsepflt", "vmci")
 # The allowlist: every command the suite may run, by role. All are read-only status queries.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "windows": tuple(f"sc query {d}" for d in DRIVERS),
+    "windows": ("chcp", *(f"sc query {d}" for d in DRIVERS)),  # chcp: the code page the others are written in
     "dsva": ("service ds_agent status", "/opt/ds_agent/dsa_query -c GetAgentStatus", "rpm -q ds_agent"),
     "esxi:nsx-v": (f"/etc/init.d/{MUX['nsx-v']} status",),
     "esxi:nsx-t": (f"/etc/init.d/{MUX['nsx-t']} status",),
@@ -173,26 +179,79 @@ class SshBackend(ParamikoBackend):  # type: ignore[misc]
         transport = self.client.get_transport()
         assert transport is not None
         channel = transport.open_session(timeout=self._remote.connect_timeout_s)
-        channel.settimeout(self._remote.command_timeout_s)  # every read below raises socket.timeout past it
-        channel.exec_command(command)
-        stdout = b"".join(channel.makefile("rb"))
-        stderr = b"".join(channel.makefile_stderr("rb"))
-        if not channel.status_event.wait(self._remote.command_timeout_s):
-            raise socket.timeout("no exit status")
+        limit = self._remote.command_timeout_s
+        # One deadline for the whole command. Per-read timeouts would let a trickling command run on, and
+        # paramiko waits for the exec request's reply without any: past the deadline the watchdog closes the
+        # channel, which ends every wait below.
+        watchdog = threading.Timer(limit, channel.close)
+        watchdog.daemon = True
+        deadline = time.monotonic() + limit
+        watchdog.start()
+        try:
+            channel.exec_command(command)
+            stdout = b"".join(iter(lambda: channel.recv(32768), b""))
+            stderr = b"".join(iter(lambda: channel.recv_stderr(32768), b""))
+            done = channel.status_event.wait(max(0.0, deadline - time.monotonic()))
+        except (paramiko.SSHException, OSError):
+            if time.monotonic() < deadline:
+                raise
+            done = False
+        finally:
+            watchdog.cancel()
+        if not done or time.monotonic() >= deadline:
+            raise CommandTimeout(command.decode(errors="replace"))
         return channel.exit_status, stdout, stderr
 
     def close(self) -> None:
         del self.client
 
 
-def winrm_backend(address: str, access: RoleAccess, remote: RemoteAccess, password: str | None) -> BaseBackend:
-    """testinfra's WinRM backend, with the inventory's auth and timeouts (imported only when used)."""
+@functools.cache
+def _winrm_class() -> type[BaseBackend]:
+    """testinfra's WinRM backend with the whole answer of a command bounded (imported only when used)."""
+    import winrm.protocol
     from testinfra.backend.winrm import WinRMBackend
+    from winrm.exceptions import WinRMOperationTimeoutError
 
+    class BoundedWinRMBackend(WinRMBackend):  # type: ignore[misc]
+        # pywinrm's get_command_output retries the server's "operation timeout" answers forever: a command that
+        # never ends on the guest would hang the run. Poll the same Receive call under our own deadline instead.
+        command_timeout_s = 60.0
+
+        def run_winrm(self, command: str) -> CommandResult:
+            protocol = winrm.protocol.Protocol(**self.conn_args)
+            shell_id = protocol.open_shell()
+            try:
+                command_id = protocol.run_command(shell_id, command)
+                deadline = time.monotonic() + self.command_timeout_s
+                stdout, stderr, rc, done = [], [], None, False
+                while not done:
+                    if time.monotonic() >= deadline:
+                        raise CommandTimeout(command)
+                    try:
+                        out, err, rc, done = protocol.get_command_output_raw(shell_id, command_id)
+                    except WinRMOperationTimeoutError:
+                        continue  # the guest is still working: ask again, within our deadline
+                    stdout.append(out)
+                    stderr.append(err)
+                protocol.cleanup_command(shell_id, command_id)
+            finally:
+                try:
+                    protocol.close_shell(shell_id)
+                except Exception:  # noqa: BLE001 - closing is best effort; the answer (or its timeout) stands
+                    pass
+            return self.result(rc, self.encode(command), b"".join(stdout), b"".join(stderr))
+
+    return BoundedWinRMBackend
+
+
+def winrm_backend(address: str, access: RoleAccess, remote: RemoteAccess, password: str | None) -> BaseBackend:
+    """testinfra's WinRM backend, with the inventory's auth, TLS trust and timeouts."""
     port = f":{access.port}" if access.port else ""
-    backend = WinRMBackend(f"{access.user}@{address}{port}", no_ssl=not access.winrm_https,
-                           read_timeout_sec=int(remote.command_timeout_s) + 10,
-                           operation_timeout_sec=int(remote.command_timeout_s))
+    backend = _winrm_class()(f"{access.user}@{address}{port}", no_ssl=not access.winrm_https,
+                             read_timeout_sec=int(remote.command_timeout_s) + 10,
+                             operation_timeout_sec=int(remote.command_timeout_s))
+    backend.command_timeout_s = remote.command_timeout_s
     backend.conn_args.update(password=password, transport=access.winrm_auth,
                              server_cert_validation="validate" if access.tls.verify else "ignore")
     if access.tls.verify and access.tls.ca_bundle is not None:
@@ -201,27 +260,74 @@ def winrm_backend(address: str, access: RoleAccess, remote: RemoteAccess, passwo
     return backend
 
 
-def _classify(err: BaseException, stage: str, remote: RemoteAccess) -> tuple[str, str]:
+class CommandTimeout(TimeoutError):
+    """A command gave no complete answer (output and exit status) within remote.command_timeout_s."""
+
+
+# Windows console code pages whose Python codec name is not "cp<number>".
+_CODECS = {65001: "utf-8", 20127: "ascii", 28591: "latin-1", 54936: "gb18030"}
+
+
+def console_codec(code_page: int) -> str | None:
+    """The Python codec of a Windows console code page (932 → cp932, 65001 → utf-8), None if unknown."""
+    try:
+        return codecs.lookup(_CODECS.get(code_page, f"cp{code_page}")).name
+    except LookupError:
+        return None
+
+
+def _decode(data: bytes, codec: str, notes: list[str]) -> str:
+    """Text in the console's code page; bytes that are not valid in it become U+FFFD, and a note says so."""
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as err:
+        notes.append(f"output not valid {codec} ({err.reason} at byte {err.start}), decoded with replacement")
+        return data.decode(codec, errors="replace")
+
+
+def _handshake_timed_out(err: BaseException) -> bool:
+    """paramiko's two faces of a server that accepts TCP and never completes the SSH handshake in time:
+    no banner within banner_timeout, or (when connect's own timeout ends first) "No existing session"."""
+    if not isinstance(err, paramiko.SSHException):
+        return False
+    if str(err) == "No existing session":
+        return True
+    return str(err).startswith("Error reading SSH protocol banner") and any(
+        isinstance(e, (socket.timeout, TimeoutError)) for e in chain(err))
+
+
+def _classify(err: BaseException, stage: str, remote: RemoteAccess, command: str | None = None) -> tuple[str, str]:
+    """(probe status, plain reason) of a failure at the connect or command stage."""
     name = type(err).__name__
     if name == "InvalidCredentialsError":  # winrm.exceptions: the guest answered 401
         return "auth failed", f"authentication failed: {err}"
-    if name == "SSLError":  # requests, under WinRM over HTTPS
-        return "tls rejected", f"TLS verification failed: {err}"
-    if name in ("ReadTimeout", "ConnectTimeout", "WinRMOperationTimeoutError"):
-        limit = remote.connect_timeout_s if name == "ConnectTimeout" else remote.command_timeout_s
-        return "timeout", f"no answer within {limit:g} s ({stage})"
     if isinstance(err, paramiko.BadHostKeyException):
         return "host key rejected", f"the host key of {err.hostname} does not match known_hosts ({remote.known_hosts})"
-    if isinstance(err, paramiko.AuthenticationException):
+    if isinstance(err, paramiko.AuthenticationException) and "timeout" not in str(err).lower():
         return "auth failed", f"authentication failed: {err}"
     if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
         return "host key rejected", f"{err} ({remote.known_hosts})"
-    if isinstance(err, (socket.timeout, TimeoutError)):
-        limit = remote.connect_timeout_s if stage == "connect" else remote.command_timeout_s
-        return "timeout", f"no answer within {limit:g} s ({stage})"
-    if isinstance(err, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionError, OSError)):
-        return "unreachable", f"cannot connect: {err}"
-    return "error", f"{type(err).__name__}: {err}"
+    connect = f"no answer within {remote.connect_timeout_s:g} s"
+    if _handshake_timed_out(err):
+        return "timeout", f"{connect}: timed out during the SSH handshake"
+    if isinstance(err, paramiko.AuthenticationException):
+        return "timeout", f"{connect}: timed out during authentication"
+    if isinstance(err, paramiko.ssh_exception.NoValidConnectionsError) and err.errors:
+        err = next(iter(err.errors.values()))  # paramiko keeps the socket errors per address tried
+    reason = plain_reason(err)
+    if name == "WinRMOperationTimeoutError" or reason.startswith("timed out"):
+        if stage == "connect":
+            return "timeout", f"{connect}: {reason if 'during' in reason else 'timed out during connect'}"
+        if "during connect" in reason or "handshake" in reason:  # WinRM connects for each command
+            return "timeout", f"{reason} (command {command})"
+        return "timeout", f"no answer within {remote.command_timeout_s:g} s: timed out during read (command {command})"
+    if reason.startswith(("certificate", "TLS")):
+        return "tls rejected", f"TLS verification failed: {reason}"
+    if stage == "connect" and isinstance(err, paramiko.SSHException):
+        return "error", f"the SSH handshake failed: {err}"
+    if isinstance(err, OSError):
+        return "unreachable", f"cannot connect: {reason}"
+    return "error", f"{name}: {err}"
 
 
 BackendFactory = Callable[[str, RoleAccess, RemoteAccess, "str | None"], BaseBackend]
@@ -241,25 +347,32 @@ def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, 
         return result
     started = time.monotonic()
     backend = None
-    stage = "connect"
+    stage, command = "connect", None
+    notes: list[str] = []  # how output was decoded, when not as the host wrote it
     try:
         backend = FACTORIES[access.transport](target.address, access, remote, password)
         if isinstance(backend, SshBackend):
             _ = backend.client  # connect now, so a timeout is attributed to the right stage
         stage = "command"
         host = testinfra.host.Host(backend)
+        codec = None  # None: testinfra's UTF-8; a Windows guest's comes from its chcp
         for command in target.commands or commands_for(target.role, nsx):
             if not is_allowed(command):
                 raise PermissionError(f"{command!r} is not an allowed read-only command")
             t0 = time.monotonic()
             out: CommandResult = host.run(command)
-            result.outputs.append(CommandOutput(command=command, rc=out.rc, stdout=out.stdout, stderr=out.stderr,
+            if command == "chcp":
+                codec = _chcp_codec(out.stdout_bytes, notes)
+            stdout, stderr = ((_decode(out.stdout_bytes, codec, notes), _decode(out.stderr_bytes, codec, notes))
+                              if codec else (out.stdout, out.stderr))
+            result.outputs.append(CommandOutput(command=command, rc=out.rc, stdout=stdout, stderr=stderr,
                                                 seconds=round(time.monotonic() - t0, 3)))
         validate(result, nsx)
+        result.reason = "; ".join(notes) or None
     except UnexpectedOutput as err:
-        result.status, result.reason = "unexpected output", str(err)
+        result.status, result.reason = "unexpected output", "; ".join([str(err), *notes])
     except Exception as err:  # noqa: BLE001 - every failure becomes the recorded reason
-        result.status, result.reason = _classify(err, stage, remote)
+        result.status, result.reason = _classify(err, stage, remote, command)
     finally:
         if isinstance(backend, SshBackend):
             backend.close()
@@ -267,12 +380,25 @@ def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, 
     return result
 
 
+def _chcp_codec(stdout: bytes, notes: list[str]) -> str:
+    """The codec of the code page chcp names. Its label may be in that very code page ("現在のコード ページ"
+    in CP932): the number is ASCII whatever the code page, so it is read before the text is decoded."""
+    code_page = parse_chcp(stdout.decode("ascii", errors="replace"))
+    codec = console_codec(code_page)
+    if codec is None:
+        notes.append(f"console code page {code_page} is not known here: output decoded as UTF-8 with replacement")
+        return "utf-8"
+    return codec
+
+
 def validate(result: HostProbe, nsx: str) -> None:
     """Raise UnexpectedOutput unless every output parses (the checks parse again, from the snapshot)."""
     agent_running = True
     for out in result.outputs:
         cmd = out.command
-        if cmd.startswith("sc query "):
+        if cmd == "chcp":
+            parse_chcp(out.stdout)
+        elif cmd.startswith("sc query "):
             parse_sc_query(cmd.removeprefix("sc query "), out.stdout, out.rc)
         elif cmd == "service ds_agent status":
             agent_running = parse_service_status("ds_agent", out.stdout, out.rc)[0]
@@ -294,34 +420,42 @@ def processes_for(remote: RemoteAccess, count: int) -> int:
     return max(1, min(os.cpu_count() or 1, count // TARGETS_PER_PROCESS))
 
 
-def probe_all(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str,
-              passwords: dict[str, str | None]) -> list[HostProbe]:
+def probe_all(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, passwords: dict[str, str | None],
+              deadline_s: float | None = None) -> list[HostProbe]:
     """Probe every target with at most ``remote.concurrency`` hosts in flight in all; results in target order.
 
     SSH handshakes cost the client ~10 ms of CPU each, and the GIL keeps one process on one core, so large
     fleets are split round-robin across worker processes, each with its share of the concurrency bound.
+    A host not started within ``deadline_s`` seconds is not contacted and ends as a timeout with that reason
+    (each started probe is bounded by the connect and command timeouts).
     """
     if not targets:
         return []
     workers = processes_for(remote, len(targets))
     if workers == 1:
-        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency)
+        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency, deadline_s)
     chunks = [targets[i::workers] for i in range(workers)]
     share = max(1, remote.concurrency // workers)
     # spawn, not fork: the parent has threads (pyvmomi, requests pools) that a fork would copy mid-state.
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_probe_threads, chunks, repeat(remote), repeat(nsx), repeat(passwords),
-                                  repeat(share)))
+                                  repeat(share), repeat(deadline_s)))
     except BrokenProcessPool:  # e.g. a host program whose __main__ cannot be re-imported: stay in-process
-        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency)
+        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency, deadline_s)
     found = {(p.role, p.key): p for part in parts for p in part}
     return [found[(t.role, t.key)] for t in targets]
 
 
 def _probe_threads(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, passwords: dict[str, str | None],
-                   concurrency: int) -> list[HostProbe]:
+                   concurrency: int, deadline_s: float | None = None) -> list[HostProbe]:
+    deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+
     def one(target: ProbeTarget) -> HostProbe:
+        if deadline is not None and time.monotonic() >= deadline:
+            return HostProbe(role=target.role, key=target.key, name=target.name, address=target.address,
+                             transport=None, status="timeout",
+                             reason="not contacted: the gathering deadline (inventory deadline_s) passed")
         return probe(target, remote.roles.get(target.role), remote, nsx, passwords.get(target.role))
 
     with ThreadPoolExecutor(max_workers=min(concurrency, len(targets)), thread_name_prefix="probe") as pool:

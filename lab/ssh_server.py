@@ -5,6 +5,16 @@ ESXi hosts and DSVAs accept the lab's client key; Windows guests (OpenSSH for Wi
 password from DSFLEET_LAB_GUEST_PASSWORD. An endpoint marked ``ssh: down`` is not listened on
 (unreachable); ``ssh: stall`` accepts commands and never answers (a hung host).
 
+Runtime faults: ``<lab dir>/faults.json`` key ``"ssh"`` maps an address to a mode, re-read when the file
+changes (checked per connection and per command): ``silent`` accepts TCP and never sends the SSH banner;
+``hang-command`` never finishes a command; ``garbled`` answers random text; ``ja-JP`` is a Japanese Windows
+guest (console code page 932, every output in CP932, Japanese messages); ``de-DE-labels`` a language pack
+that translates sc's labels and messages too (console code page 850). Every command, rejected ones
+included, is appended to ``<lab dir>/commands-ssh.log`` as ``<address> <user> <command>``.
+
+Relays run the suite's curl probe for real (validated against dsfleet.updatepath.CURL_COMMAND, no shell),
+trusting the lab's ActiveUpdate CA as a relay trusts Trend Micro's, so the proxy and the source decide.
+
 Run: ``python -m lab.ssh_server CONFIG.json``
 """
 
@@ -13,28 +23,100 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import shlex
+import socket
+import string
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.packet import UInt32
+
+from dsfleet.updatepath import CURL_COMMAND
 
 SC = {"vsepflt": "2  FILE_SYSTEM_DRIVER", "vmci": "1  KERNEL_DRIVER"}
-SC_MISSING = ("[SC] EnumQueryServicesStatus:OpenService FAILED 1060:\r\n\r\n"
-              "The specified service does not exist as an installed service.\r\n\r\n")
 MUX = {"nsx-v": "vShield-Endpoint-Mux", "nsx-t": "nsx-context-mux"}
 
 
-def sc_query(name: str, state: str) -> tuple[str, int]:
+@dataclass(frozen=True)
+class Locale:
+    """How a Windows guest's console speaks: its code page, chcp's line, sc's labels and 1060 message."""
+    code_page: int
+    codec: str
+    chcp: str
+    labels: tuple[str, ...]  # SERVICE_NAME TYPE STATE WIN32_EXIT_CODE SERVICE_EXIT_CODE CHECKPOINT WAIT_HINT
+    failed: str
+    missing: str
+
+
+ENGLISH = ("SERVICE_NAME", "TYPE", "STATE", "WIN32_EXIT_CODE", "SERVICE_EXIT_CODE", "CHECKPOINT", "WAIT_HINT")
+LOCALES = {
+    None: Locale(437, "cp437", "Active code page: 437", ENGLISH, "FAILED",
+                 "The specified service does not exist as an installed service."),
+    # Japanese builds keep sc's English labels; the system message is Japanese (tests/samples/windows).
+    "ja-JP": Locale(932, "cp932", "現在のコード ページ: 932", ENGLISH, "FAILED",
+                    "指定されたサービスはインストールされたサービスとして存在しません。"),
+    "de-DE-labels": Locale(850, "cp850", "Aktive Codepage: 850.",
+                           ("DIENSTNAME", "TYP", "ZUSTAND", "WIN32_EXITCODE", "DIENST_EXITCODE", "PRÜFPUNKT",
+                            "WARTEHINWEIS"), "FEHLER", "Der angegebene Dienst ist kein installierter Dienst."),
+}
+
+
+def sc_query(name: str, state: str, locale: Locale = LOCALES[None]) -> tuple[str, int]:
     if state == "missing":
-        return SC_MISSING, 1060
+        return (f"[SC] EnumQueryServicesStatus:OpenService {locale.failed} 1060:\r\n\r\n"
+                f"{locale.missing}\r\n\r\n"), 1060
     code, word, flags = ((4, "RUNNING", "STOPPABLE, NOT_PAUSABLE, IGNORES_SHUTDOWN") if state == "running"
                          else (1, "STOPPED", "NOT_STOPPABLE, NOT_PAUSABLE, IGNORES_SHUTDOWN"))
-    lines = ["", f"SERVICE_NAME: {name}", f"        TYPE               : {SC[name]}",
-             f"        STATE              : {code}  {word}", f"                                ({flags})",
-             "        WIN32_EXIT_CODE    : 0  (0x0)", "        SERVICE_EXIT_CODE  : 0  (0x0)",
-             "        CHECKPOINT         : 0x0", "        WAIT_HINT          : 0x0", ""]
+    label = [f"{x:<19}" for x in locale.labels]
+    lines = ["", f"{locale.labels[0]}: {name}", f"        {label[1]}: {SC[name]}",
+             f"        {label[2]}: {code}  {word}", f"                                ({flags})",
+             f"        {label[3]}: 0  (0x0)", f"        {label[4]}: 0  (0x0)",
+             f"        {label[5]}: 0x0", f"        {label[6]}: 0x0", ""]
     return "\r\n".join(lines), 0
+
+
+class Faults:
+    """The "ssh" key of <lab dir>/faults.json (address → mode), re-read when the file's mtime changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.mtime = 0.0
+        self.modes: dict[str, str] = {}
+
+    def mode(self, address: str) -> str | None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            self.mtime, self.modes = 0.0, {}
+            return None
+        if mtime != self.mtime:
+            try:
+                self.modes = json.loads(self.path.read_text()).get("ssh") or {}
+                self.mtime = mtime
+            except (OSError, ValueError):
+                return self.modes.get(address)  # caught mid-write: keep the last complete version
+        return self.modes.get(address)
+
+
+def log_command(path: Path, address: str, user: str, command: str) -> None:
+    """One line per command, rejected ones included (O_APPEND keeps concurrent lines whole)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{address} {user} {' '.join(command.split())}\n")
+
+
+def garbled() -> str:
+    return "".join(random.choices(string.ascii_letters + string.digits + "    \r\n", k=random.randint(20, 200)))
+
+
+def encode(endpoint: dict[str, Any], mode: str | None, text: str) -> bytes:
+    """A Windows guest writes in its console code page; the Linux hosts in UTF-8."""
+    if endpoint["role"] != "windows":
+        return text.encode()
+    return text.encode(LOCALES.get(mode, LOCALES[None]).codec, errors="replace")
 
 
 def ds_agent_status(running: bool) -> tuple[str, int]:
@@ -47,12 +129,17 @@ def ds_agent_status(running: bool) -> tuple[str, int]:
     return text, 0 if running else 3
 
 
-def answer(endpoint: dict[str, Any], command: str, nsx: str) -> tuple[str, int]:
+def answer(endpoint: dict[str, Any], command: str, nsx: str, mode: str | None = None) -> tuple[str, int]:
     role = endpoint["role"]
+    if mode == "garbled":
+        return garbled(), 0
     if role == "windows":
+        locale = LOCALES.get(mode, LOCALES[None])
+        if command == "chcp":
+            return locale.chcp + "\r\n", 0
         for name in SC:
             if command == f"sc query {name}":
-                return sc_query(name, endpoint.get(name, "running"))
+                return sc_query(name, endpoint.get(name, "running"), locale)
         return f"'{command.split()[0]}' is not recognized as an internal or external command,\r\n", 1
     if role == "dsva":
         running = endpoint.get("agent", "running") == "running"
@@ -65,18 +152,6 @@ def answer(endpoint: dict[str, Any], command: str, nsx: str) -> tuple[str, int]:
                     "AgentStatus.lastCommunication: 1763700000\n"), 0
         if command == "rpm -q ds_agent":
             return f"ds_agent-{endpoint['build']}.el7.x86_64\n", 0
-    if role == "relay" and command.startswith("curl ") and "--write-out" in command:
-        # The relay's own probe of the update source, answered as curl does for the scenario's proxy.
-        proxy = command.split("--proxy '", 1)[1].split("'", 1)[0] if "--proxy '" in command else "-"
-        host = proxy.split("//", 1)[-1].split(":", 1)[0]
-        state = endpoint.get("update", "plain")
-        if state == "down":
-            return f"curl: (7) Failed to connect to {host} port {proxy.rsplit(':', 1)[-1].strip('/')} after 0 ms: " \
-                   "Couldn't connect to server\n", 7
-        if state == "inspecting":
-            return ("curl: (60) SSL certificate problem: unable to get local issuer certificate\n"
-                    "More details here: https://curl.se/docs/sslcerts.html\n"), 60
-        return "200 0.012", 0
     if role == "esxi":
         mux = MUX[nsx]
         if command == f"/etc/init.d/{mux} status":
@@ -84,7 +159,25 @@ def answer(endpoint: dict[str, Any], command: str, nsx: str) -> tuple[str, int]:
             return (f"{mux} is running\n", 0) if running else (f"{mux} is not running\n", 3)
         if command.startswith("/etc/init.d/"):
             return f"sh: {command.split()[0]}: not found\n", 127
-    return f"sh: {command.split()[0]}: command not found\n", 127
+    return f"sh: {(command.split() or [''])[0]}: command not found\n", 127
+
+
+async def run_curl(command: str, lab_dir: Path) -> tuple[bytes, bytes, int]:
+    """The relay's curl probe, run for real: only the suite's exact command shape, argv without a shell."""
+    if not CURL_COMMAND.match(command):
+        return b"", b"sh: refused: not the suite's curl probe\n", 126
+    argv = shlex.split(command)
+    limit = int(argv[argv.index("--max-time") + 1]) + 5
+    env = dict(os.environ, CURL_CA_BUNDLE=str(lab_dir / "au-ca.pem"))
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env=env)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), limit)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return b"", f"curl: killed after {limit} s\n".encode(), 28
+    return out, err, proc.returncode or 0
 
 
 def server_class(endpoint: dict[str, Any], password: str) -> type[asyncssh.SSHServer]:
@@ -106,8 +199,31 @@ def server_class(endpoint: dict[str, Any], password: str) -> type[asyncssh.SSHSe
     return Server
 
 
+def listen(address: str, port: int) -> socket.socket:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, port))
+    listener.listen(256)
+    listener.setblocking(False)
+    return listener
+
+
+async def hold_silent(conn: socket.socket) -> None:
+    """Accept TCP and never send the SSH banner: read (and drop) until the client gives up."""
+    loop = asyncio.get_running_loop()
+    with conn:
+        try:
+            while await loop.sock_recv(conn, 4096):
+                pass
+        except OSError:
+            pass
+
+
 async def main(config_path: Path) -> None:
     config = json.loads(config_path.read_text())
+    lab_dir = config_path.parent
+    faults = Faults(lab_dir / "faults.json")
+    command_log = lab_dir / "commands-ssh.log"
     password = os.environ.get("DSFLEET_LAB_GUEST_PASSWORD", "")
     latency = config.get("latency_ms", 0) / 1000
     host_key = asyncssh.read_private_key(config["host_key"])
@@ -115,27 +231,53 @@ async def main(config_path: Path) -> None:
     nsx = config["nsx"]
 
     def handler(endpoint: dict[str, Any]) -> Any:
-        async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
-            if endpoint.get("ssh") == "stall":
+        async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
+            command, address = process.command or "", endpoint["address"]
+            log_command(command_log, address, process.get_extra_info("username") or "-", command)
+            mode = faults.mode(address)
+            if endpoint.get("ssh") == "stall" or mode == "hang-command":
                 await asyncio.sleep(3600)  # a hung host: the client's command timeout must fire
             if latency:
                 await asyncio.sleep(latency)
-            stdout, rc = answer(endpoint, process.command or "", nsx)
-            # curl reports failures on stderr; everything else here answers on stdout
-            (process.stderr if rc and endpoint["role"] == "relay" else process.stdout).write(stdout)
-            process.exit(rc)
+            if endpoint["role"] == "relay" and command.startswith("curl ") and mode != "garbled":
+                stdout, stderr, rc = await run_curl(command, lab_dir)
+            else:
+                text, rc = answer(endpoint, command, nsx, mode)
+                stdout, stderr = encode(endpoint, mode, text), b""
+            process.stdout.write(stdout)
+            process.stderr.write(stderr)
+            if rc > 0xFF:  # OpenSSH for Windows reports 32-bit exit codes (sc's 1060); asyncssh's exit() keeps 8 bits
+                process.channel._send_request(b"exit-status", UInt32(rc))
+                process.channel.close()
+            else:
+                process.exit(rc)
         return handle
 
-    for endpoint in config["endpoints"]:
-        if endpoint.get("ssh") == "down":
-            continue
-        await asyncssh.listen(endpoint["address"], config["port"], server_factory=server_class(endpoint, password),
-                              server_host_keys=[host_key], authorized_client_keys=authorized,
-                              process_factory=handler(endpoint), encoding="utf-8", backlog=256)
+    async def serve(endpoint: dict[str, Any], listener: socket.socket) -> None:
+        """Accept connections ourselves, so that a "silent" fault can hold one without the SSH banner."""
+        loop = asyncio.get_running_loop()
+        options = dict(server_factory=server_class(endpoint, password), server_host_keys=[host_key],
+                       authorized_client_keys=authorized, process_factory=handler(endpoint), encoding=None)
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            silent = faults.mode(endpoint["address"]) == "silent"
+            task = asyncio.create_task(hold_silent(conn) if silent else handshake(conn, options))
+            tasks.add(task)  # a reference until it ends, or the loop may collect it mid-handshake
+            task.add_done_callback(tasks.discard)
+
+    async def handshake(conn: socket.socket, options: dict[str, Any]) -> None:
+        try:
+            await asyncssh.run_server(conn, **options)
+        except (OSError, asyncssh.Error):
+            conn.close()  # the client went away or was refused mid-handshake: its side reports it
+
+    tasks: set[asyncio.Task[None]] = set()
+    servers = [asyncio.create_task(serve(e, listen(e["address"], config["port"])))
+               for e in config["endpoints"] if e.get("ssh") != "down"]
     ready = Path(config["ready_file"])
     ready.with_suffix(".tmp").write_text("listening\n")
     ready.with_suffix(".tmp").rename(ready)
-    await asyncio.Event().wait()
+    await asyncio.gather(*servers)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ Create (open a cmd shell), Command, Receive (base64 stdout/stderr, CommandState 
 Signal (terminate) and Delete, each answered with RelatesTo the request's MessageID. Basic auth
 (user Administrator, password from DSFLEET_LAB_GUEST_PASSWORD). Each guest listens on its own loopback
 address, port 5986; ``ssh: down`` guests are not served, ``ssh: stall`` ones never answer Receive.
-Command output comes from the same scenario state and formats as lab/ssh_server.py.
+Command output comes from the same scenario state and formats as lab/ssh_server.py, and so do the runtime
+faults of ``<lab dir>/faults.json`` (``silent``: no HTTP answer at all; ``hang-command``: Receive never
+answers; ``garbled``, ``ja-JP``, ``de-DE-labels``: the output) and the command log ``commands-ssh.log``.
 
 Run: ``python -m lab.winrm_server CONFIG.json``
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .ssh_server import answer
+from .ssh_server import Faults, answer, encode, log_command
 
 NS = {"s": "http://www.w3.org/2003/05/soap-envelope", "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
       "w": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
@@ -47,7 +49,8 @@ class Guest(BaseHTTPRequestHandler):
     endpoint: dict[str, Any]
     config: dict[str, Any]
     password: str
-    commands: dict[str, tuple[str, int]]  # CommandId → (stdout, exit code)
+    faults: Faults
+    commands: dict[str, tuple[bytes, int]]  # CommandId → (stdout, exit code)
     lock = threading.Lock()
 
     def log_message(self, *args: Any) -> None:
@@ -64,6 +67,9 @@ class Guest(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        mode = self.faults.mode(self.endpoint["address"])
+        if mode == "silent":
+            time.sleep(3600)  # TCP (and TLS) accepted, never an answer
         expected = "Basic " + base64.b64encode(f"Administrator:{self.password}".encode()).decode()
         if self.path != "/wsman" or self.headers.get("Authorization") != expected:
             self._reply(401, headers={"WWW-Authenticate": 'Basic realm="WSMAN"'})
@@ -78,22 +84,25 @@ class Guest(BaseHTTPRequestHandler):
                     f"</x:ResourceCreated><rsp:Shell><rsp:ShellId>{shell}</rsp:ShellId></rsp:Shell>")
             self._reply(200, envelope(f"{TRANSFER}/CreateResponse", message_id, body))
         elif action == f"{SHELL}/Command":
-            command = root.findtext("s:Body/rsp:CommandLine/rsp:Command", namespaces=NS) or ""
+            command = (root.findtext("s:Body/rsp:CommandLine/rsp:Command", namespaces=NS) or "").strip('"')
+            log_command(self.faults.path.parent / "commands-ssh.log", self.endpoint["address"], "Administrator",
+                        command)
             command_id = str(uuid.uuid4()).upper()
+            text, rc = answer(self.endpoint, command, self.config["nsx"], mode)
             with self.lock:
-                self.commands[command_id] = answer(self.endpoint, command.strip('"'), self.config["nsx"])
+                self.commands[command_id] = encode(self.endpoint, mode, text), rc
             body = f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
             self._reply(200, envelope(f"{SHELL}/CommandResponse", message_id, body))
         elif action == f"{SHELL}/Receive":
-            if self.endpoint.get("ssh") == "stall":
+            if self.endpoint.get("ssh") == "stall" or mode == "hang-command":
                 time.sleep(3600)
             if self.config.get("latency_ms"):
                 time.sleep(self.config["latency_ms"] / 1000)
             stream = root.find("s:Body/rsp:Receive/rsp:DesiredStream", NS)
             command_id = stream.get("CommandId", "") if stream is not None else ""
             with self.lock:
-                stdout, rc = self.commands.pop(command_id, ("", 1))
-            data = base64.b64encode(stdout.encode()).decode()
+                stdout, rc = self.commands.pop(command_id, (b"", 1))
+            data = base64.b64encode(stdout).decode()
             body = (f'<rsp:ReceiveResponse><rsp:Stream Name="stdout" CommandId="{command_id}">{data}</rsp:Stream>'
                     f'<rsp:Stream Name="stdout" CommandId="{command_id}" End="true"></rsp:Stream>'
                     f'<rsp:Stream Name="stderr" CommandId="{command_id}" End="true"></rsp:Stream>'
@@ -115,11 +124,12 @@ def main(config_path: Path) -> None:
     password = os.environ.get("DSFLEET_LAB_GUEST_PASSWORD", "")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(config["winrm_cert"], config["winrm_key"])
+    faults = Faults(config_path.parent / "faults.json")
     for endpoint in config["endpoints"]:
         if endpoint["role"] != "windows" or endpoint.get("ssh") == "down":
             continue
         handler = type("GuestHandler", (Guest,), {"endpoint": endpoint, "config": config, "password": password,
-                                                  "commands": {}})
+                                                  "faults": faults, "commands": {}})
         server = ThreadingHTTPServer((endpoint["address"], PORT), handler)
         server.daemon_threads = True
         server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from dsfleet.dsm import DsmClient
-from dsfleet.gather import DSM_EXPAND
+from dsfleet.errors import GatherError
+from dsfleet.gather import DSM_EXPAND, computer_from_api
 
 
 def sdk(lab: Any) -> deepsecurity.ApiClient:
@@ -80,3 +81,70 @@ def test_client_pages_through_injected_429s(start_lab: Any) -> None:
     ids = [c["ID"] for c in client.search_computers(DSM_EXPAND, page_size=3)]
     assert ids == sorted(c["ID"] for c in lab.fleet.computers)
     assert client.calls > len(ids) // 3 + 1  # some calls were answered 429 and retried
+
+
+# -- runtime faults (faults.json "dsm") and the request log ---------------------------------------------
+
+
+def lab_client(lab: Any) -> DsmClient:
+    return DsmClient(base_url=(lab.dir / "dsm.ready").read_text().strip(), api_key=lab.env["DSFLEET_LAB_DSM_KEY"],
+                     auth_style="api-secret-key", verify=str(lab.dir / "ca.pem"), sleep=lambda s: None)
+
+
+def searches(lab: Any) -> int:
+    return (lab.dir / "requests-dsm.log").read_text().splitlines().count("POST /api/computers/search")
+
+
+def test_short_pages_still_deserialize_and_a_correct_client_reads_everyone(start_lab: Any) -> None:
+    lab = start_lab("engine-offline")
+    lab.set_faults({"dsm": {"paging": "short"}})
+    api = deepsecurity.ComputersApi(sdk(lab))
+    page = api.search_computers("v1", search_filter=deepsecurity.SearchFilter(
+        max_items=4, search_criteria=[deepsecurity.SearchCriteria(id_value=0, id_test="greater-than")],
+        sort_by_object_id=True), expand=deepsecurity.Expand(*DSM_EXPAND).list())
+    assert [c.id for c in page.computers] == [1, 2]  # fewer than asked for, although more exist
+    before = searches(lab)
+    ids = [c["ID"] for c in lab_client(lab).search_computers(DSM_EXPAND, page_size=4)]
+    assert ids == sorted(c["ID"] for c in lab.fleet.computers)
+    assert searches(lab) - before == -(-len(ids) // 2) + 1  # pages of 2, then the empty page
+
+
+@pytest.mark.parametrize("paging", ["repeat", "ignore-cursor"])
+def test_a_server_that_ignores_the_cursor_is_an_error(start_lab: Any, paging: str) -> None:
+    lab = start_lab("healthy")
+    lab.set_faults({"dsm": {"paging": paging}})
+    with pytest.raises(GatherError, match="asked for ids after 3, the DSM returned computer 1 again"):
+        list(lab_client(lab).search_computers(DSM_EXPAND, page_size=3))
+    assert searches(lab) == 2
+    lab.set_faults({})
+    assert len(list(lab_client(lab).search_computers(DSM_EXPAND, page_size=3))) == len(lab.fleet.computers)
+
+
+def test_a_malformed_record_keeps_its_good_fields(start_lab: Any) -> None:
+    lab = start_lab("healthy")
+    lab.set_faults({"dsm": {"malformed": [{"id": 2, "field": "computerStatus", "value": "online"},
+                                          {"id": 3, "field": "agentVersion", "value": 20}]}})
+    computers = [computer_from_api(raw, n) for n, raw in
+                 enumerate(lab_client(lab).search_computers(DSM_EXPAND), 1)]
+    problems = {c.id: c.problems for c in computers if c.problems}
+    assert problems == {2: ["DSM computer 2: computerStatus: expected an object, got 'online'"],
+                        3: ["DSM computer 3: agentVersion: expected a string, got 20"]}
+    assert computers[1].host_name and computers[2].agent_status  # the other fields survive
+
+
+def test_every_request_is_logged_and_counted_whatever_its_method(start_lab: Any) -> None:
+    lab = start_lab("healthy")
+    url = (lab.dir / "dsm.ready").read_text().strip()
+    ca = str(lab.dir / "ca.pem")
+    headers = {"api-secret-key": lab.env["DSFLEET_LAB_DSM_KEY"], "api-version": "v1"}
+    statuses = [requests.request(method, f"{url}{path}", headers=headers, verify=ca, timeout=10).status_code
+                for method, path in [("PUT", "/api/computers/1"), ("DELETE", "/api/computers/1"),
+                                     ("PATCH", "/api/systemsettings/x"), ("OPTIONS", "/"),
+                                     ("GET", "/no/such/path"), ("POST", "/api/computers/1")]]
+    assert statuses == [405, 405, 405, 405, 404, 405]
+    stats = requests.get(f"{url}/__lab/stats", verify=ca, timeout=10).json()
+    log = (lab.dir / "requests-dsm.log").read_text().splitlines()
+    expected = ["PUT /api/computers/1", "DELETE /api/computers/1", "PATCH /api/systemsettings/x", "OPTIONS /",
+                "GET /no/such/path", "POST /api/computers/1"]
+    assert log[-7:] == [*expected, "GET /__lab/stats"]
+    assert all(stats["calls"][line] == 1 for line in expected) and stats["total"] == len(log)

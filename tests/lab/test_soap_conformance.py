@@ -68,3 +68,38 @@ def test_tenant_login_and_faults(manager: Any) -> None:
                                                 "type": "ALL_HOSTS"},
                                     eventIdFilter={"id": 0, "operator": "GREATER_THAN"}, includeNonHostEvents=True,
                                     sID=sid)
+
+
+# -- runtime faults (faults.json "dsm" → "soap") through dsfleet's own client -----------------------------
+
+
+def read_lab_events(lab: Any) -> Any:
+    from dsfleet.events import read_soap
+
+    now = dt.datetime.now(dt.timezone.utc)
+    return read_soap((lab.dir / "dsm.ready").read_text().strip(), str(lab.dir / "ca.pem"), "dsfleet-audit",
+                     lab.env["DSFLEET_LAB_SOAP_PASSWORD"], None, now - dt.timedelta(hours=24), now, 10)
+
+
+def soap_log(lab: Any) -> list[str]:
+    return [line for line in (lab.dir / "requests-dsm.log").read_text().splitlines() if "/webservice/" in line]
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("truncated-empty", "the DSM said the event list is truncated but returned no events after id 0"),
+    ("repeat", "asked for events after id 2, the DSM returned event 1 again"),
+])
+def test_soap_paging_faults_fail_closed(start_lab: Any, fault: str, reason: str) -> None:
+    from dsfleet.errors import GatherError
+
+    lab = start_lab("cert-expiry-2025")
+    lab.set_faults({"dsm": {"soap": fault}})
+    with pytest.raises(GatherError, match=f"^DSM SOAP systemEventRetrieve failed: {reason}"):
+        read_lab_events(lab)
+    assert soap_log(lab)[-1] == "POST /webservice/Manager endSession"  # the session is ended all the same
+    lab.set_faults({})
+    events, scanned = read_lab_events(lab)
+    assert len(events) == scanned == 10
+    log = soap_log(lab)
+    assert log[:2] == ["GET /webservice/Manager", "POST /webservice/Manager authenticate"]
+    assert log.count("POST /webservice/Manager systemEventRetrieve") >= 6 and log[-1].endswith(" endSession")

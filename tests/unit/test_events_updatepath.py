@@ -1,84 +1,14 @@
-"""CEF/syslog parsing, event verdicts, --since, and the update-path helpers."""
+"""The update-path helpers (CEF/LEEF parsing, event verdicts and --since are in test_cef.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
+import socket
+import threading
+import time
 
 import pytest
 
-from dsfleet import cef
-from dsfleet.errors import InputError
-from dsfleet.events import parse_since, verdict
-from dsfleet.snapshot import Event
-from dsfleet.updatepath import ACTIVEUPDATE_URL, parse_curl, probe_url, source_url, tls_bypassed
-
-NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.timezone.utc)
-REAL = ("<134>2022-02-14T03:17:30-08:00 TEST CEF:0|Trend Micro|Deep Security Manager|20.0.560|600|User Signed In|3|"
-        "src=135.181.193.110 suser=MasterAdmin target=MasterAdmin msg=User signed in from 135.181.193.110 "
-        "TrendMicroDsTenant=Primary TrendMicroDsTenantId=0")
-
-
-def test_the_documented_dsm_line() -> None:
-    r = cef.parse_line(REAL, NOW)
-    assert (r.vendor, r.product, r.version, r.signature_id, r.name, r.severity) == (
-        "Trend Micro", "Deep Security Manager", "20.0.560", "600", "User Signed In", "3")
-    assert r.time == dt.datetime(2022, 2, 14, 11, 17, 30, tzinfo=dt.timezone.utc)
-    assert r.extension["msg"] == "User signed in from 135.181.193.110" and r.extension["TrendMicroDsTenantId"] == "0"
-    assert r.host == "TEST"
-
-
-@pytest.mark.parametrize("header,when", [
-    ("<134>1 2026-11-21T09:15:00.000Z dsm01 - - - - ", dt.datetime(2026, 11, 21, 9, 15, tzinfo=dt.timezone.utc)),
-    ("<134>1 2026-11-21T09:15:00+09:00 dsm01 DSM - ID47 [exampleSDID@32473 iut=\"3\"] ",
-     dt.datetime(2026, 11, 21, 0, 15, tzinfo=dt.timezone.utc)),
-    ("<134>Nov 21 09:15:00 dsm01 ", dt.datetime(2026, 11, 21, 9, 15, tzinfo=dt.timezone.utc)),
-    ("Nov  1 09:15:00 dsm01 ", dt.datetime(2026, 11, 1, 9, 15, tzinfo=dt.timezone.utc)),
-    ("<134>Dec 31 23:59:59 dsm01 ", dt.datetime(2025, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)),  # last year
-])
-def test_syslog_headers(header: str, when: dt.datetime) -> None:
-    r = cef.parse_line(header + "CEF:0|Trend Micro|Deep Security Manager|20|2205|Pattern Update Failed|6|target=web-01", NOW)
-    assert r.time == when and r.signature_id == "2205" and r.extension == {"target": "web-01"}
-
-
-def test_escapes_in_header_and_extension() -> None:
-    line = (r"<134>1 2026-11-21T09:15:00Z h - - - - CEF:0|Trend Micro|Deep\|Security|20|9017|a \\ b|6|"
-            r"dvchost=web-01 msg=Error Code\=-24 line1\nline2 path C:\\DS cs1=x|y")
-    r = cef.parse_line(line, NOW)
-    assert r.product == "Deep|Security" and r.name == "a \\ b"
-    assert r.extension["msg"] == "Error Code=-24 line1\nline2 path C:\\DS" and r.extension["cs1"] == "x|y"
-
-
-@pytest.mark.parametrize("line", ["", "just text", "<134>1 2026-11-21T09:15:00Z h - - - - LEEF:1.0|TM|DSM|20|600|",
-                                  "<134>1 2026-11-21T09:15:00Z h - - - - CEF:0|only|four|fields"])
-def test_not_cef(line: str) -> None:
-    with pytest.raises(cef.NotCef):
-        cef.parse_line(line, NOW)
-
-
-def event(event_id: int, text: str) -> Event:
-    return Event(time=NOW.isoformat(), event_id=event_id, name="x", target="h", description=text, origin="t")
-
-
-@pytest.mark.parametrize("event_id,text,expected", [
-    (2205, "Agent/Appliance Event: 9017. Error Code: -24. Error Message: IAURELAY_STATUS_DIGITAL_SIGNATURE_CERT_EXPIRE",
-     "cert-expire"),
-    (9017, "エラーコード: -24", "cert-expire"),
-    (9017, "Error Code: 11", "transient"),
-    (2205, "Error Code: 11", "transient"),
-    (2205, "Error Code: -3", "update-failed"),
-    (9017, "Error Code: -3", "other"),
-])
-def test_verdicts(event_id: int, text: str, expected: str) -> None:
-    assert verdict(event(event_id, text)) == expected
-
-
-def test_since() -> None:
-    assert parse_since("24h", NOW) == NOW - dt.timedelta(hours=24)
-    assert parse_since("90m", NOW) == NOW - dt.timedelta(minutes=90)
-    assert parse_since("7d", NOW) == NOW - dt.timedelta(days=7)
-    assert parse_since("2026-11-01T00:00:00", NOW) == dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
-    with pytest.raises(InputError, match="--since: \\(option\\): expected a duration like 90m"):
-        parse_since("yesterday", NOW)
+from dsfleet.updatepath import ACTIVEUPDATE_URL, parse_curl, probe, probe_url, source_url, tls_bypassed
 
 
 def test_source_url_and_bypass() -> None:
@@ -106,3 +36,69 @@ def test_parse_curl(stdout: str, stderr: str, rc: int, status: str, trusted: boo
     assert p.status == status and p.trusted is trusted
     if rc:
         assert (p.reason or "").startswith("curl: (")
+
+
+@pytest.mark.parametrize("stdout,stderr,rc,status,words", [
+    ("302 0.01", "", 0, "http error", "HTTP 302, a redirect (not followed)"),
+    ("", "curl: (56) CONNECT tunnel failed, response 407", 56, "proxy error", "requires authentication (HTTP 407)"),
+    ("", "curl: (56) CONNECT tunnel failed, response 302", 56, "proxy error", "redirect (HTTP 302); not followed"),
+    ("", "curl: (7) Failed to connect to 127.0.20.9 port 1 after 0 ms: Couldn't connect to server", 7,
+     "connect error", "could not connect"),
+    ("", "curl: (28) Connection timed out after 2001 milliseconds", 28, "timeout", "(timed out)"),
+])
+def test_parse_curl_plain_words(stdout: str, stderr: str, rc: int, status: str, words: str) -> None:
+    p = parse_curl("relay-01", "https://x/iau_server.dll", "http://proxy:3128", stdout, stderr, rc)
+    assert p.status == status and words in (p.reason or "")
+
+
+class FakeProxy:
+    """A one-address proxy that answers every connection with ``answer`` (or nothing), recording requests."""
+
+    def __init__(self, answer: bytes | None) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.requests.append(conn.recv(65536))
+            if self.answer is not None:
+                conn.sendall(self.answer)
+                conn.close()  # a hanging proxy keeps the connection open without answering
+
+
+@pytest.mark.parametrize("answer,words", [
+    (b"HTTP/1.1 302 Found\r\nLocation: https://catcher.example/x\r\n\r\n",
+     "answered CONNECT ias.example:443 with a redirect (HTTP 302) to catcher.example; not followed"),
+    (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n",
+     "the proxy requires authentication for CONNECT ias.example:443 (HTTP 407)"),
+])
+def test_probe_reports_a_proxy_redirect_or_407_and_sends_nothing_more(answer: bytes, words: str) -> None:
+    proxy = FakeProxy(answer)
+    p = probe("https://ias.example/iau_server.dll", proxy.url, ("user", "s3cret"), None, 2)
+    assert p.status == "proxy error" and words in (p.reason or "")
+    assert len(proxy.requests) == 1 and proxy.requests[0].startswith(b"CONNECT ias.example:443 ")
+
+
+def test_probe_is_bounded_by_its_timeout_when_the_proxy_never_answers() -> None:
+    proxy = FakeProxy(None)
+    started = time.monotonic()
+    p = probe("https://ias.example/iau_server.dll", proxy.url, None, None, 0.5)
+    assert time.monotonic() - started < 3
+    assert p.status == "timeout" and "timed out" in (p.reason or "")
+
+
+def test_probe_names_a_refused_proxy() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        p = probe("https://ias.example/iau_server.dll", f"http://127.0.0.1:{closed.getsockname()[1]}", None, None, 2)
+    finally:
+        closed.close()
+    assert p.status == "proxy error" and "connection refused" in (p.reason or "")

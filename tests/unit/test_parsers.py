@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from dsfleet.parsers import (UnexpectedOutput, parse_agent_state, parse_init_status, parse_rpm_query,
+from dsfleet.parsers import (UnexpectedOutput, parse_agent_state, parse_chcp, parse_init_status, parse_rpm_query,
                              parse_sc_query, parse_service_status)
 from dsfleet.versions import Build
 
@@ -98,3 +100,67 @@ def test_init_status(name: str) -> None:
     assert parse_init_status(name, f"{name} is not running\n", 3) is False
     with pytest.raises(UnexpectedOutput, match="wrong NSX flavour"):
         parse_init_status(name, f"sh: /etc/init.d/{name}: not found\n", 127)
+
+
+# -- Real-world sc query / chcp output in other languages (tests/samples/windows, see SOURCES.md) --------
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "windows"
+
+
+def sample(name: str, crlf: bool) -> str:
+    text = (SAMPLES / name).read_text(encoding="utf-8")
+    return text.replace("\n", "\r\n") if crlf else text
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("file,service,state", [
+    ("sc-query-running-en.txt", "GoodbyeDPI", "RUNNING"),
+    ("sc-query-start-pending-zh.txt", "PcapDNSProxyService", "START_PENDING"),
+    ("sc-query-enum-ru.txt", "salt-minion", "STOPPED"),  # the first service of an enumeration
+    ("sc-query-running-de-labels.txt", "vsepflt", "RUNNING"),
+    ("sc-query-stopped-fr-labels.txt", "vmci", "STOPPED"),
+])
+def test_sc_query_state_by_its_number_whatever_the_labels(file: str, service: str, state: str, crlf: bool) -> None:
+    got = parse_sc_query(service, sample(file, crlf), 0)
+    assert got.installed and got.state == state and got.running == (state == "RUNNING")
+
+
+def test_sc_query_translated_labels_russian() -> None:
+    block = sample("sc-query-enum-ru.txt", True).split("\r\n\r\n")[1]  # Имя_службы: postgresql-9.4
+    assert parse_sc_query("postgresql-9.4", block, 0).running
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("file", ["sc-query-missing-en.txt", "sc-query-missing-zh.txt", "sc-query-missing-es.txt",
+                                  "sc-query-missing-fr-CA.txt", "sc-query-missing-ja.txt"])
+def test_sc_query_1060_in_any_language(file: str, crlf: bool) -> None:
+    got = parse_sc_query("vsepflt", sample(file, crlf), 1060)
+    assert not got.installed and got.describe() == "vsepflt: not installed (FAILED 1060)"
+
+
+def test_sc_query_exit_status_1060_alone_is_not_installed() -> None:
+    assert not parse_sc_query("vsepflt", "", 1060).installed
+    assert not parse_sc_query("vsepflt", "\x93\xfa\x96{\x8c\xea", 1060).installed  # a message we cannot read
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[SC] OpenService FAILED 5:\r\n\r\nAccess is denied.\r\n", "Windows error 5"),
+    ("SERVICE_NAME: vsepflt\r\n        STATE              : 4  STOPPED\r\n", "state 4 printed as STOPPED"),
+    ("SERVICE_NAME: vsepflt\r\n        ZUSTAND            : 4  WIRD_AUSGEFÜHRT\r\n", "0 state lines"),
+    ("SERVICE_NAME: vsepflt\r\n        TYPE               : 2  FILE_SYSTEM_DRIVER\r\n", "0 state lines"),
+    ("xK3 9dfj\r\nqq Zr 77 1060\r\n", "rc 0"),  # garbled text: never a pass, even with the digits in it
+])
+def test_sc_query_unknown_forms_are_unexpected(text: str, match: str) -> None:
+    with pytest.raises(UnexpectedOutput, match=match):
+        parse_sc_query("vsepflt", text, 0)
+
+
+@pytest.mark.parametrize("file,code_page", [("chcp-en.txt", 1252), ("chcp-de.txt", 1252), ("chcp-fr.txt", 850),
+                                            ("chcp-ja.txt", 932)])
+def test_chcp_in_any_language(file: str, code_page: int) -> None:
+    assert parse_chcp(sample(file, True)) == code_page
+
+
+def test_chcp_unexpected() -> None:
+    with pytest.raises(UnexpectedOutput):
+        parse_chcp("'chcp' is not recognized as an internal or external command,\r\n")

@@ -1,16 +1,24 @@
-"""Remote gatherer: the allowlist, host-key verification (clear and hashed known_hosts), error classes."""
+"""Remote gatherer: the allowlist, host-key verification (clear and hashed known_hosts), error classes in plain
+words, Windows console code pages, and bounds on silent servers."""
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import paramiko
 import pytest
+from testinfra.backend.base import BaseBackend, CommandResult
 
+from dsfleet import remote as remote_mod
 from dsfleet.inventory import RemoteAccess, RoleAccess
 from dsfleet.remote import (ALLOWED, COMMANDS, KnownHostsPolicy, ProbeTarget, _classify, _known_hosts, commands_for,
-                            probe, processes_for)
+                            console_codec, probe, processes_for)
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "windows"
 
 
 def remote(**kw: object) -> RemoteAccess:
@@ -22,12 +30,12 @@ def remote(**kw: object) -> RemoteAccess:
 
 def test_allowlist_is_read_only_status_queries() -> None:
     for command in ALLOWED:
-        assert command.startswith(("sc query ", "service ", "/opt/ds_agent/dsa_query -c Get", "rpm -q ",
-                                   "/etc/init.d/")), command
+        assert command == "chcp" or command.startswith(("sc query ", "service ", "/opt/ds_agent/dsa_query -c Get",
+                                                        "rpm -q ", "/etc/init.d/")), command
         assert not any(word in command for word in ("restart", "stop", "start ", "config", "delete", ";", "&", "|"))
     assert commands_for("esxi", "nsx-v") == ("/etc/init.d/vShield-Endpoint-Mux status",)
     assert commands_for("esxi", "nsx-t") == ("/etc/init.d/nsx-context-mux status",)
-    assert commands_for("windows", "nsx-t") == ("sc query vsepflt", "sc query vmci")
+    assert commands_for("windows", "nsx-t") == ("chcp", "sc query vsepflt", "sc query vmci")
     assert set(COMMANDS) == {"windows", "dsva", "esxi:nsx-v", "esxi:nsx-t", "relay"} and COMMANDS["relay"] == ()
 
 
@@ -74,13 +82,18 @@ def test_known_hosts_policy_clear_and_hashed(tmp_path: Path, keys: tuple[paramik
 @pytest.mark.parametrize("err,stage,status,text", [
     (paramiko.AuthenticationException("Authentication failed."), "connect", "auth failed", "authentication failed"),
     (paramiko.SSHException("Server '[h]:22' not found in known_hosts"), "connect", "host key rejected", "known_hosts"),
-    (socket.timeout(), "connect", "timeout", "no answer within 5 s (connect)"),
-    (socket.timeout(), "command", "timeout", "no answer within 7 s (command)"),
-    (ConnectionRefusedError(111, "Connection refused"), "connect", "unreachable", "cannot connect"),
+    (socket.timeout(), "connect", "timeout", "no answer within 5 s: timed out during connect"),
+    (remote_mod.CommandTimeout("sc query vmci"), "command", "timeout",
+     "no answer within 7 s: timed out during read (command sc query vmci)"),
+    (paramiko.SSHException("No existing session"), "connect", "timeout", "timed out during the SSH handshake"),
+    (paramiko.AuthenticationException("Authentication timeout."), "connect", "timeout", "during authentication"),
+    (ConnectionRefusedError(111, "Connection refused"), "connect", "unreachable", "cannot connect: connection refused"),
+    (paramiko.ssh_exception.NoValidConnectionsError({("127.0.0.1", 9): ConnectionRefusedError(111, "refused")}),
+     "connect", "unreachable", "cannot connect: connection refused"),
     (ValueError("odd"), "command", "error", "ValueError: odd"),
 ])
 def test_classify(err: BaseException, stage: str, status: str, text: str) -> None:
-    got_status, reason = _classify(err, stage, remote())
+    got_status, reason = _classify(err, stage, remote(), "sc query vmci" if stage == "command" else None)
     assert got_status == status and text in reason
 
 
@@ -97,6 +110,104 @@ def test_unreachable_host_is_recorded_not_raised() -> None:
     result = probe(ProbeTarget("esxi", "vc/host-1", "esx-01", "127.0.0.1"), access, remote(connect_timeout_s=2.0),
                    "nsx-t", "pw")
     assert result.status == "unreachable" and result.outputs == []
+    assert result.reason == "cannot connect: connection refused (nothing listens on that address and port)"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts and never speaks (no SSH banner): a hung sshd, or a tarpit."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in [*held, listener]:
+        conn.close()
+
+
+def test_silent_ssh_server_times_out_in_the_handshake_within_the_connect_timeout(silent_server: int) -> None:
+    access = RoleAccess(role="esxi", transport="ssh", user="root", port=silent_server, password_env="X",
+                        key_file=None, address="name")
+    started = time.monotonic()
+    result = probe(ProbeTarget("esxi", "vc/host-1", "esx-01", "127.0.0.1"), access,
+                   remote(connect_timeout_s=1.0, verify_host_keys=False), "nsx-t", "pw")
+    assert (result.status, result.reason) == ("timeout", "no answer within 1 s: timed out during the SSH handshake")
+    assert time.monotonic() - started < 2.5
+
+
+class FakeWindows(BaseBackend):  # type: ignore[misc]
+    """A Windows guest's raw console bytes, as testinfra's backends hand them over (no decoding yet)."""
+
+    NAME = "fake"
+    outputs: dict[str, tuple[int, bytes]] = {}
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__("guest")
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
+        rc, out = self.outputs.get(command, (1, b"'x' is not recognized\r\n"))
+        return self.result(rc, command.encode(), out, b"")
+
+
+def windows_probe(monkeypatch: pytest.MonkeyPatch, outputs: dict[str, tuple[int, bytes]]) -> Any:
+    monkeypatch.setitem(remote_mod.FACTORIES, "fake", FakeWindows)
+    monkeypatch.setattr(FakeWindows, "outputs", outputs)
+    access = RoleAccess(role="windows", transport="fake", user="Administrator", port=None, password_env="X",
+                        key_file=None, address="name")
+    return probe(ProbeTarget("windows", "vc/vm-1", "WIN-01", "10.0.0.1"), access, remote(), "nsx-t", "pw")
+
+
+def crlf(name: str) -> str:
+    return (SAMPLES / name).read_text(encoding="utf-8").replace("\n", "\r\n")
+
+
+def test_japanese_guest_output_is_decoded_with_its_console_code_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = crlf("sc-query-running-en.txt").replace("GoodbyeDPI", "vsepflt")
+    result = windows_probe(monkeypatch, {
+        "chcp": (0, crlf("chcp-ja.txt").encode("cp932")),
+        "sc query vsepflt": (0, running.encode("cp932")),
+        "sc query vmci": (1060, crlf("sc-query-missing-ja.txt").encode("cp932"))})
+    assert result.status == "ok" and result.reason is None
+    chcp, _, vmci = result.outputs
+    assert chcp.stdout.strip() == "現在のコード ページ: 932"  # the evidence of the code page, readable
+    assert "指定されたサービスはインストールされたサービスとして存在しません。" in vmci.stdout
+    with pytest.raises(UnicodeDecodeError):  # what a UTF-8 reading of the same bytes did before
+        crlf("sc-query-missing-ja.txt").encode("cp932").decode("utf-8")
+
+
+def test_unknown_code_page_is_decoded_with_replacement_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = windows_probe(monkeypatch, {
+        "chcp": (0, b"Active code page: 99999\r\n"),
+        "sc query vsepflt": (0, crlf("sc-query-running-de-labels.txt").encode("cp850")),
+        "sc query vmci": (0, b"\xff\xfe garbage")})
+    assert result.status == "unexpected output"
+    assert "console code page 99999 is not known here" in (result.reason or "")
+    assert "\ufffd" in result.outputs[2].stdout
+
+
+def test_garbled_chcp_is_unexpected_output_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = windows_probe(monkeypatch, {"chcp": (0, b"\x93\xfa\x96{")})
+    assert result.status == "unexpected output" and "chcp: no code page" in (result.reason or "")
+
+
+@pytest.mark.parametrize("code_page,codec", [(932, "cp932"), (850, "cp850"), (437, "cp437"), (1252, "cp1252"),
+                                             (65001, "utf-8"), (936, "gbk"), (99999, None)])
+def test_console_codec(code_page: int, codec: str | None) -> None:
+    assert console_codec(code_page) == codec
 
 
 def test_processes_for() -> None:

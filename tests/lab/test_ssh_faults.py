@@ -1,0 +1,115 @@
+"""The SSH stand-in's runtime faults (faults.json "ssh"), seen through the suite's own remote gatherer, and its
+command log. Runs lab/ssh_server.py alone on loopback addresses (run inside a network namespace)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import asyncssh
+import pytest
+
+from dsfleet.inventory import RemoteAccess, RoleAccess
+from dsfleet.remote import ProbeTarget, probe
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT = 2222
+WINDOWS, DSVA = "127.0.77.1", "127.0.77.2"
+PASSWORD = "lab-guest-pw"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("ssh-lab")
+    host_key, client_key = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
+    host_key.write_private_key(str(folder / "host_key"))
+    client_key.write_private_key(str(folder / "client_key"))
+    client_key.write_public_key(str(folder / "client_key.pub"))
+    os.chmod(folder / "client_key", 0o600)
+    (folder / "ssh.json").write_text(json.dumps({
+        "port": PORT, "host_key": str(folder / "host_key"), "authorized_keys": str(folder / "client_key.pub"),
+        "nsx": "nsx-t", "ready_file": str(folder / "ssh.ready"),
+        "endpoints": [{"address": WINDOWS, "role": "windows", "vsepflt": "running", "vmci": "missing"},
+                      {"address": DSVA, "role": "dsva", "build": "20.0.1-3180"}]}))
+    proc = subprocess.Popen([sys.executable, "-m", "lab.ssh_server", str(folder / "ssh.json")], cwd=ROOT,
+                            env=dict(os.environ, DSFLEET_LAB_GUEST_PASSWORD=PASSWORD))
+    try:
+        deadline = time.monotonic() + 30
+        while not (folder / "ssh.ready").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the SSH stand-in did not start"
+            time.sleep(0.05)
+        yield folder
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def set_faults(folder: Path, ssh: dict[str, str]) -> None:
+    tmp = folder / "faults.json.tmp"
+    tmp.write_text(json.dumps({"ssh": ssh}))
+    os.replace(tmp, folder / "faults.json")
+    time.sleep(0.02)  # a new mtime even on coarse-grained file systems
+
+
+def run(folder: Path, role: str, address: str) -> Any:
+    remote = RemoteAccess(concurrency=4, processes=0, connect_timeout_s=1.0, command_timeout_s=1.0,
+                          verify_host_keys=False, known_hosts=None, ssh_config=None, roles={})
+    access = (RoleAccess(role="windows", transport="ssh", user="Administrator", port=PORT, password_env="X",
+                         key_file=None, address="name") if role == "windows" else
+              RoleAccess(role="dsva", transport="ssh", user="dsva", port=PORT, password_env=None,
+                         key_file=folder / "client_key", address="name"))
+    return probe(ProbeTarget(role, f"vc/{address}", address, address), access, remote, "nsx-t",
+                 PASSWORD if role == "windows" else None)
+
+
+def test_japanese_guest_in_cp932(lab: Path) -> None:
+    set_faults(lab, {WINDOWS: "ja-JP"})
+    result = run(lab, "windows", WINDOWS)
+    assert result.status == "ok", result.reason
+    chcp, vsepflt, vmci = result.outputs
+    assert chcp.stdout.strip() == "現在のコード ページ: 932" and "4  RUNNING" in vsepflt.stdout
+    assert vmci.rc == 1060 and "指定されたサービスはインストールされたサービスとして存在しません。" in vmci.stdout
+
+
+def test_german_labels_keep_the_numbers(lab: Path) -> None:
+    set_faults(lab, {WINDOWS: "de-DE-labels"})
+    result = run(lab, "windows", WINDOWS)
+    assert result.status == "ok", result.reason
+    assert "ZUSTAND" in result.outputs[1].stdout and "Der angegebene Dienst" in result.outputs[2].stdout
+
+
+def test_english_guest_says_code_page_437(lab: Path) -> None:
+    set_faults(lab, {})
+    result = run(lab, "windows", WINDOWS)
+    assert result.status == "ok" and result.outputs[0].stdout.strip() == "Active code page: 437"
+
+
+@pytest.mark.parametrize("mode,status,reason", [
+    ("silent", "timeout", "no answer within 1 s: timed out during the SSH handshake"),
+    ("hang-command", "timeout", "no answer within 1 s: timed out during read (command service ds_agent status)"),
+])
+def test_silent_host_and_hung_command_are_bounded(lab: Path, mode: str, status: str, reason: str) -> None:
+    set_faults(lab, {DSVA: mode})
+    started = time.monotonic()
+    result = run(lab, "dsva", DSVA)
+    assert (result.status, result.reason) == (status, reason)
+    assert time.monotonic() - started < 3
+
+
+def test_garbled_output_is_never_a_pass(lab: Path) -> None:
+    set_faults(lab, {DSVA: "garbled", WINDOWS: "garbled"})
+    assert run(lab, "dsva", DSVA).status == "unexpected output"
+    assert run(lab, "windows", WINDOWS).status == "unexpected output"
+
+
+def test_every_command_is_logged(lab: Path) -> None:
+    set_faults(lab, {})
+    run(lab, "windows", WINDOWS)
+    lines = (lab / "commands-ssh.log").read_text().splitlines()
+    assert f"{WINDOWS} Administrator chcp" in lines and f"{WINDOWS} Administrator sc query vmci" in lines
+    assert f"{DSVA} dsva service ds_agent status" in lines
