@@ -232,6 +232,8 @@ def read_soap(base_url: str, verify: bool | str, user: str, password: str, tenan
         # A response hook runs before requests follows a redirect and before zeep parses the body.
         refuse_redirect(response)
         soap_fault = response.status_code == 500 and "xml" in response.headers.get("Content-Type", "")
+        if response.status_code in (401, 403):  # e.g. a gateway in front of the DSM that wants credentials
+            raise AuthError(f"authentication failed: {http_error(response)}")
         if response.status_code >= 400 and not soap_fault:
             raise GatherError(http_error(response))
 

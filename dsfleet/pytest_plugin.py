@@ -27,6 +27,10 @@ class CheckFailure(AssertionError):
         self.observed, self.required = observed, required
 
 
+class NoEvidence(CheckFailure):
+    """The fact a check needs is missing for this object: reported as an error (evidence incomplete), not a fail."""
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dsfleet", "Deep Security agentless fleet compliance")
     group.addoption("--inventory", metavar="FILE",
@@ -80,7 +84,7 @@ def no_evidence(reason: str, required: str = "evidence for this check") -> NoRet
     """Fail closed: the fact this check needs is missing for this object."""
     __tracebackhide__ = True
     _record(f"no evidence: {reason}", required)
-    raise CheckFailure(f"no evidence: {reason}", required)
+    raise NoEvidence(f"no evidence: {reason}", required)
 
 
 def not_applicable(reason: str) -> NoReturn:

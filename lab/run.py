@@ -3,6 +3,11 @@
 ``Lab(...).start()`` writes into its folder: ``ca.pem``, ``inventory.yml`` (points at the lab, names
 environment variables only), ``lab.env`` (the generated secrets, mode 0600) and ``state.json`` (the
 PIDs ``stop()`` ends). Servers bind loopback addresses only.
+
+Faults on a running lab: ``set_faults({...})`` writes ``faults.json``, which every stand-in re-reads when it
+changes (keys in lab/faults.py's callers: "dsm", "ssh", "au"); ``start_fault_endpoint()`` starts
+lab/faults.py, an HTTPS address that refuses, hangs, errors or proxies as told. Each stand-in logs what it
+was asked to ``requests-<source>.log`` / ``commands-ssh.log``, so tests can prove the suite only reads.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VCSIM_SRC = ROOT / "lab" / "vcsim" / "main.go"
 VCSIM_BIN = ROOT / ".cache" / "dsfleet-vcsim"
 VC_HOST, DSM_HOST, AU_HOST, PROXY_HOST = "127.0.20.1", "127.0.20.2", "127.0.20.5", "127.0.20.6"
+FAULT_HOST, CATCHER_HOST, REFUSED_HOST = "127.0.20.7", "127.0.20.8", "127.0.20.9"
+WRONG_NAME = "another-host.lab.invalid"  # the name on the wrong-name endpoint's certificate
 MITMDUMP = ROOT / ".cache" / "mitmproxy" / "bin" / "mitmdump"
 TINYPROXY = Path("/usr/bin/tinyproxy")
 ENV_SOAP_PASSWORD = "DSFLEET_LAB_SOAP_PASSWORD"
@@ -64,6 +71,7 @@ class Lab:
         self.windows_transport = windows_transport  # ssh (OpenSSH for Windows) or winrm (WS-Management)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env: dict[str, str] = {}
+        self.ca: trustme.CA | None = None
 
     @property
     def inventory_path(self) -> Path:
@@ -74,18 +82,15 @@ class Lab:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.env = {ENV_DSM_KEY: secrets.token_urlsafe(24), ENV_VC_PASSWORD: secrets.token_urlsafe(18),
                     ENV_GUEST_PASSWORD: secrets.token_urlsafe(18), ENV_SOAP_PASSWORD: secrets.token_urlsafe(18)}
-        ca = trustme.CA(organization_name="dsfleet lab CA")
+        ca = self.ca = trustme.CA(organization_name="dsfleet lab CA")
+        (self.dir / "faults.json").unlink(missing_ok=True)
         ca.cert_pem.write_to_path(str(self.dir / "ca.pem"))
         for name, host in (("vcenter", VC_HOST), ("dsm", DSM_HOST)):
-            leaf = ca.issue_cert(host)
-            leaf.private_key_pem.write_to_path(str(self.dir / f"{name}-key.pem"))
-            (self.dir / f"{name}-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+            self._issue(name, host)
         self._write_ssh_material()
         if self.windows_transport == "winrm":
             ips = [e["address"] for e in self.fleet.ssh_endpoints() if e["role"] == "windows"]
-            leaf = ca.issue_cert(*ips)
-            leaf.private_key_pem.write_to_path(str(self.dir / "winrm-key.pem"))
-            (self.dir / "winrm-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+            self._issue("winrm", *ips)
         for ready in ("vcenter.ready", "dsm.ready", "ssh.ready", "winrm.ready", "au.ready"):
             (self.dir / ready).unlink(missing_ok=True)
         log = open(self.dir / "lab.log", "ab")
@@ -94,7 +99,8 @@ class Lab:
 
         vc_spec = {"listen": f"{VC_HOST}:0", "user": VC_USER, "cert": str(self.dir / "vcenter-cert.pem"),
                    "key": str(self.dir / "vcenter-key.pem"), "delay_ms": self.vc_delay_ms,
-                   "ready_file": str(self.dir / "vcenter.ready"), "clusters": self.fleet.vcsim_clusters()}
+                   "ready_file": str(self.dir / "vcenter.ready"), "clusters": self.fleet.vcsim_clusters(),
+                   "request_log": str(self.dir / "requests-vcenter.log")}
         (self.dir / "vcenter.json").write_text(json.dumps(vc_spec))
         dsm_config = {"host": DSM_HOST, "port": 0, "cert": str(self.dir / "dsm-cert.pem"),
                       "key": str(self.dir / "dsm-key.pem"), "ready_file": str(self.dir / "dsm.ready"),
@@ -153,7 +159,9 @@ class Lab:
         (self.dir / "au-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
         (self.dir / "au.json").write_text(json.dumps({"host": AU_HOST, "cert": str(self.dir / "au-cert.pem"),
                                                       "key": str(self.dir / "au-key.pem"),
-                                                      "ready_file": str(self.dir / "au.ready")}))
+                                                      "ready_file": str(self.dir / "au.ready"),
+                                                      "faults": str(self.dir / "faults.json"),
+                                                      "request_log": str(self.dir / "requests-au.log")}))
         self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.au_server", str(self.dir / "au.json")],
                                            cwd=ROOT, stdout=log, stderr=log, start_new_session=True))
         self._record_pids()
@@ -203,7 +211,45 @@ class Lab:
             "authorized_keys": str(self.dir / "client_key.pub"), "latency_ms": self.ssh_latency_ms,
             "nsx": self.fleet.nsx, "ready_file": str(self.dir / "ssh.ready"), "endpoints": endpoints,
             "winrm_cert": str(self.dir / "winrm-cert.pem"), "winrm_key": str(self.dir / "winrm-key.pem"),
-            "winrm_ready_file": str(self.dir / "winrm.ready")}))
+            "winrm_ready_file": str(self.dir / "winrm.ready"), "au_ca": str(self.dir / "au-ca.pem"),
+            "faults": str(self.dir / "faults.json")}))
+
+    def _issue(self, name: str, *hosts: str) -> None:
+        """A leaf certificate from the lab CA: <name>-cert.pem (chain) and <name>-key.pem."""
+        assert self.ca is not None
+        leaf = self.ca.issue_cert(*hosts)
+        leaf.private_key_pem.write_to_path(str(self.dir / f"{name}-key.pem"))
+        (self.dir / f"{name}-cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+
+    def set_faults(self, faults: dict[str, Any]) -> None:
+        """Replace the running stand-ins' faults (the contract's faults.json); ``{}`` clears them. Atomic, so a
+        stand-in never reads half a file."""
+        _write_atomic(self.dir / "faults.json", json.dumps(faults))
+
+    def start_fault_endpoint(self, mode: str = "pass", **options: Any) -> "FaultEndpoint":
+        """Start lab/faults.py (stopped with the lab) in ``mode``; change it later with ``FaultEndpoint.set``."""
+        self._issue("fault", FAULT_HOST)
+        self._issue("fault-wrong-name", WRONG_NAME)
+        self._issue("catcher", CATCHER_HOST)
+        endpoint = FaultEndpoint(self.dir)
+        endpoint.set(mode, **options)
+        (self.dir / "fault.ready").unlink(missing_ok=True)
+        (self.dir / "fault.json").write_text(json.dumps({
+            "host": FAULT_HOST, "catcher_host": CATCHER_HOST, "refused_host": REFUSED_HOST,
+            "cert": str(self.dir / "fault-cert.pem"), "key": str(self.dir / "fault-key.pem"),
+            "wrong_cert": str(self.dir / "fault-wrong-name-cert.pem"),
+            "wrong_key": str(self.dir / "fault-wrong-name-key.pem"),
+            "catcher_cert": str(self.dir / "catcher-cert.pem"), "catcher_key": str(self.dir / "catcher-key.pem"),
+            "upstream_cas": [str(self.dir / "ca.pem"), str(self.dir / "au-ca.pem")],
+            "control": str(endpoint.control), "log": str(self.dir / "requests-fault.log"),
+            "catcher_log": str(endpoint.catcher_log), "ready_file": str(self.dir / "fault.ready")}))
+        with open(self.dir / "lab.log", "ab") as log:
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.faults", str(self.dir / "fault.json")],
+                                               cwd=ROOT, stdout=log, stderr=log, start_new_session=True))
+        self._record_pids()
+        urls = json.loads(self._wait("fault.ready", 30))
+        endpoint.url, endpoint.catcher_url, endpoint.refused_url = urls["url"], urls["catcher_url"], urls["refused_url"]
+        return endpoint
 
     def _wait(self, name: str, timeout_s: float) -> str:
         path = self.dir / name
@@ -255,6 +301,27 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FaultEndpoint:
+    """A running lab/faults.py: ``url`` misbehaves as ``set`` says; ``catcher_url`` records what reaches it
+    (in ``catcher_log``); ``refused_url`` refuses every connection."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.control = lab_dir / "fault-control.json"
+        self.catcher_log = lab_dir / "catcher.log"
+        self.url = self.catcher_url = self.refused_url = ""
+
+    def set(self, mode: str, **options: Any) -> None:
+        """``mode`` and its options (see lab/faults.py), e.g. ``set("pass", upstream=url)``,
+        ``set("status", status=429, retry_after=1, count=1, upstream=url)``."""
+        _write_atomic(self.control, json.dumps({"mode": mode, **options}))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _free_port(host: str) -> int:

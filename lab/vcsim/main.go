@@ -8,15 +8,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/xml"
 	"flag"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/vmware/govmomi/object"
@@ -55,6 +60,9 @@ type fleetSpec struct {
 	DelayMS   int           `json:"delay_ms"` // per SOAP call, applied after the inventory is built
 	Clusters  []clusterSpec `json:"clusters"`
 	ReadyFile string        `json:"ready_file"`
+	// One line per request: the SOAP operation (the first element inside soap:Body), or
+	// "<METHOD> <path>" for anything that is not SOAP, so tests can prove the suite only reads.
+	RequestLog string `json:"request_log"`
 }
 
 func must(err error, what string) {
@@ -102,6 +110,10 @@ func main() {
 	model.Service.Listen = &url.URL{Host: spec.Listen, User: url.UserPassword(spec.User, password)}
 	server := model.Service.NewServer()
 	defer server.Close()
+	if spec.RequestLog != "" {
+		// Set before the ready file is written, so no request can arrive before the wrapper is in place.
+		server.Config.Handler = logRequests(server.Config.Handler, spec.RequestLog)
+	}
 	// Latency is injected only once the inventory exists: it models the network, not the build.
 	model.DelayConfig.Delay = spec.DelayMS
 
@@ -217,5 +229,46 @@ func createVM(ctx context.Context, c *vim25.Client, folder *object.Folder, pool 
 	if v.ToolsRunning == "guestToolsRunning" && v.Power == "poweredOn" {
 		obj.Guest.IpAddress = v.IP
 		obj.Summary.Guest.IpAddress = v.IP
+	}
+}
+
+// logRequests wraps the simulator's handler: it appends each request's operation to path, then serves it.
+func logRequests(next http.Handler, path string) http.Handler {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	must(err, "open request log")
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "cannot read the request", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		line := soapOperation(body)
+		if line == "" {
+			line = r.Method + " " + r.URL.Path
+		}
+		mu.Lock()
+		fmt.Fprintln(f, line)
+		mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// soapOperation is the local name of the first element inside the SOAP Body, or "" when there is none.
+func soapOperation(body []byte) string {
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	inBody := false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			if inBody {
+				return start.Name.Local
+			}
+			inBody = start.Name.Local == "Body"
+		}
 	}
 }
