@@ -29,6 +29,13 @@ class Diff:
     appeared: list[tuple[str, str]] = field(default_factory=list)
     disappeared: list[tuple[str, str]] = field(default_factory=list)
 
+    def regressions(self) -> list[dict[str, Any]]:
+        """New failures that are not waived: what --fail-on new gates on."""
+        return [r for r in self.new_failures if r["outcome"] != "waived"]
+
+    def newly_waived(self) -> list[dict[str, Any]]:
+        return [r for r in self.new_failures if r["outcome"] == "waived"]
+
     def counts(self) -> dict[str, int]:
         return {"new failures": len(self.new_failures), "still failing": len(self.still_failing),
                 "fixed": len(self.fixed), "new passes": len(self.new_passes), "appeared": len(self.appeared),

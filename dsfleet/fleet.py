@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
+from .errors import InputError
+from .buildpolicy import platform_column
 from .remote import ProbeTarget
 from .join import names_of
 from .snapshot import DsmComputer, Event, HostProbe, RelayGroupFacts, Snapshot, SourceProbe, VcHost, VcVm
+from .snapshot import NsxFacts, NsxGroup, NsxVm
 from .versions import Build
 
 
@@ -61,6 +64,37 @@ def agent_build(computer: DsmComputer) -> Build | None:
     except ValueError:
         return None
     return None if build.is_null else build
+
+
+@dataclass(frozen=True)
+class NsxMembership:
+    """Whether a VM is in a group the NSX endpoint protection policy applies to, with the evidence."""
+
+    groups: tuple[NsxGroup, ...]  # the endpoint protection groups the VM is a member of
+    applied: tuple[NsxGroup, ...]  # every group the endpoint protection rules apply to
+    matched_by: str | None  # "instance UUID …", "BIOS UUID …" or "moref vm-…"
+    unknown: str | None  # what could not be read: the VM may be in a group that was not read
+    source: str  # "NSX Manager <url>"
+
+    @property
+    def covered(self) -> bool | None:
+        """True (in a group), False (in none, all read) or None (in none of those read, some not read)."""
+        return True if self.groups else None if self.unknown else False
+
+    @property
+    def observed(self) -> str:
+        if self.groups:
+            return (f"in NSX group {_group_names(self.groups)} (matched by {self.matched_by}), which the endpoint "
+                    f"protection policy applies to")
+        if not self.applied and not self.unknown:
+            return f"no endpoint-protection group applies: {self.source} lists no endpoint protection rule with a group"
+        which = "NSX group" if len(self.applied) == 1 else "any of the NSX groups"
+        text = f"not in {which} {_group_names(self.applied)} (the endpoint protection rules' groups, {self.source})"
+        return text + (f"; not read: {self.unknown}" if self.unknown else "")
+
+
+def _group_names(groups: tuple[NsxGroup, ...]) -> str:
+    return ", ".join(g.name if g.name == g.path else f"{g.name} ({g.path})" for g in groups) or "(none read)"
 
 
 class Fleet:
@@ -269,6 +303,56 @@ class Fleet:
     def probe(self, role: str, key: str) -> HostProbe | None:
         return self._probes.get((role, key))
 
+    @staticmethod
+    def probe_key(role: str, target: Target) -> str:
+        """Which snapshot key a role's probe of this target is recorded under (see remote_targets)."""
+        if role == "esxi" and target.host is not None:
+            return target.host.key
+        if role == "windows_agent" and target.computer is not None:
+            return f"dsm/{target.computer.id}"
+        if target.vm is not None:
+            return target.vm.key
+        raise Unavailable(f"{target.object_id} has no {role} host to probe")
+
+    def host_probe(self, role: str, target: Target) -> HostProbe:
+        """The target's remote probe; Unavailable with the reason unless it answered (or was rightly not
+        contacted: "not probed" carries the VM's state for the check to report)."""
+        found = self.probe(role, self.probe_key(role, target))
+        if found is None:
+            if role not in self.snap.remote.configured_roles:
+                raise Unavailable(f"no remote access for {role} hosts: configure remote.{role} in the inventory")
+            raise Unavailable(f"no remote probe was recorded for this {role}")
+        if found.status not in ("ok", "not probed"):
+            raise Unavailable(f"{found.status}: {found.reason} (address {found.address}, {found.transport})")
+        return found
+
+    # -- Windows computers with an agent or relay (WIN-001) --------------------------------------------
+
+    def windows_agent_hosts(self) -> list[Target]:
+        """Relays and agents (not agentlessly protected VMs, not DSVAs) whose DSM platform is Windows."""
+        return sorted((t for t in self.relays() + self.agents()
+                       if t.computer is not None and platform_column(t.computer.platform) == "windows"),
+                      key=lambda t: t.object_id)
+
+    def windows_agent_targets(self, mode: str) -> list[ProbeTarget]:
+        """Where to read each of them: by the DSM's hostName (the name the DSM reaches the agent by), or by
+        the guest IP of the VM it runs in. A computer that cannot be addressed is not contacted, with why."""
+        out = []
+        for t in self.windows_agent_hosts():
+            c = t.computer
+            assert c is not None
+            key = f"dsm/{c.id}"
+            if mode == "name":
+                out.append(ProbeTarget("windows_agent", key, c.name, c.host_name or None,
+                                       None if c.host_name else "the DSM reports no hostName"))
+            elif t.vm is None:
+                out.append(ProbeTarget("windows_agent", key, c.name, None,
+                                       "no VM matches this computer, so no guest IP is known (use address: name)"))
+            else:
+                by_ip = self._vm_probe("windows_agent", t.vm, mode)  # the VM's power and Tools state decide
+                out.append(ProbeTarget("windows_agent", key, c.name, by_ip.address, by_ip.skip_reason))
+        return out
+
     # -- update path and events ------------------------------------------------------------------------
 
     def _update_probes(self, from_relays: bool) -> list[Target]:
@@ -315,6 +399,109 @@ class Fleet:
                       host=subjects[cid].host, events=tuple(mine[cid])) for cid in subjects]
         out += [Target(f"{name} (not in the DSM)", events=tuple(evs)) for name, evs in strangers.items()]
         return sorted(out, key=lambda t: t.object_id)
+
+    def update_takers(self) -> list[Target]:
+        """Relays, agents and DSVAs with a DSM record: every computer the KB asks a security update of."""
+        subjects = {t.computer.id: t for t in self.relays() + self.ordering_subjects() if t.computer is not None}
+        return sorted(subjects.values(), key=lambda t: t.object_id)
+
+    # -- offline segments (KB: the bundle relay, the offline relays and every agent under them) ------------
+
+    @cached_property
+    def _relays_by_name(self) -> dict[str, DsmComputer]:
+        return {n.lower(): c for c in self.computers.values() if c.is_relay for n in (c.host_name, c.display_name) if n}
+
+    def unknown_offline_names(self) -> list[tuple[str, str]]:
+        """(inventory key, name) of each name in offline_segments that is no relay the DSM reports."""
+        out = []
+        for i, seg in enumerate(self.snap.inventory.offline_segments):
+            named = [(f"offline_segments[{i}].bundle_relay", seg.bundle_relay)]
+            named += [(f"offline_segments[{i}].relays[{j}]", name) for j, name in enumerate(seg.relays)]
+            out += [(key, name) for key, name in named if name.lower() not in self._relays_by_name]
+        return out
+
+    def check_offline_segments(self) -> None:
+        """A name in offline_segments that is no relay the DSM knows is bad input (one line, exit 4).
+
+        Judged only when the DSM was read whole: otherwise the relay may be in the part that was not.
+        """
+        unknown = self.unknown_offline_names()
+        if unknown and not self.snap.dsm.error:
+            key, name = unknown[0]
+            raise InputError(self.snap.inventory.path, key, "a relay the DSM knows", name)
+
+    @cached_property
+    def offline_roles(self) -> dict[int, list[str]]:
+        """Each computer of an offline bundle chain (by DSM ID) → its place in it, one text per segment.
+
+        The agents and DSVAs are those in scope whose relayListID is a relay group one of the offline relays
+        belongs to (groups from the inventory's relay_groups, else inferred).
+        """
+        roles: dict[int, list[str]] = {}
+        clients = [t.computer for t in self.ordering_subjects() if t.computer is not None]
+        for seg in self.snap.inventory.offline_segments:
+            bundle = self._relays_by_name.get(seg.bundle_relay.lower())
+            if bundle is not None:
+                roles.setdefault(bundle.id, []).append(f"builds the update bundle of offline segment {seg.name}")
+            relays = [self._relays_by_name[n.lower()] for n in seg.relays if n.lower() in self._relays_by_name]
+            for relay in relays:
+                roles.setdefault(relay.id, []).append(f"relay of offline segment {seg.name}")
+            groups = {g.id: g for g in self.snap.relay_groups if any(r.id in g.relay_ids for r in relays)}
+            for c in clients:
+                if c.relay_list_id in groups:
+                    roles.setdefault(c.id, []).append(
+                        f"downloads from {groups[c.relay_list_id].name} in offline segment {seg.name}")
+        return roles
+
+    def offline_chain(self) -> list[Target]:
+        """Every computer the inventory's offline segments put in an offline bundle chain, plus one target per
+        name that is no relay the DSM knows (a saved snapshot is not re-validated: those error, never pass).
+        Without offline segments, one target the check judges not applicable."""
+        if not self.snap.inventory.offline_segments:
+            return [Target("offline bundle chain (no offline_segments in the inventory)")]
+        self.require_dsm()
+        chain = {t.computer.id: t for t in self.relays() + self.ordering_subjects()
+                 if t.computer is not None and t.computer.id in self.offline_roles}
+        unknown = {name: Target(f"{name} (not a relay the DSM knows)") for _, name in self.unknown_offline_names()}
+        return sorted([*chain.values(), *unknown.values()], key=lambda t: t.object_id)
+
+    # -- NSX endpoint protection policy ---------------------------------------------------------------
+
+    def require_nsx(self) -> NsxFacts:
+        facts = self.snap.nsx
+        if not facts.configured:
+            raise Unavailable("configure nsx.url (nsx: {type, url, user, password_env}) in the inventory: the NSX "
+                              "Manager was not read, so its endpoint protection policy is unknown")
+        if facts.error:
+            raise Unavailable(f"NSX Manager {facts.url} was not read: {facts.error}")
+        return facts
+
+    @cached_property
+    def _nsx_vms(self) -> dict[str, NsxVm]:
+        """NSX members by "instance:<uuid>", "bios:<uuid>" and "moref:<id>" (NSX-V reports only the moref)."""
+        out: dict[str, NsxVm] = {}
+        for v in self.snap.nsx.vms:
+            keys = [f"instance:{v.instance_uuid}" if v.instance_uuid else "", f"bios:{v.bios_uuid}" if v.bios_uuid else ""]
+            keys += [f"moref:{v.id}"] if not v.instance_uuid and not v.bios_uuid else []
+            out.update({k: v for k in keys if k})
+        return out
+
+    def nsx_membership(self, vm: VcVm) -> NsxMembership:
+        """Join one vCenter VM to the NSX members: instance UUID (NSX-T's external id), then BIOS UUID, then
+        (NSX-V) the moref. Raises Unavailable when the NSX Manager was not read."""
+        facts = self.require_nsx()
+        member, matched_by = None, None
+        for kind, value, label in (("instance", (vm.instance_uuid or "").lower(), "instance UUID"),
+                                   ("bios", (vm.uuid or "").lower(), "BIOS UUID"),
+                                   ("moref", vm.key.rpartition("/")[2], "moref")):
+            member = self._nsx_vms.get(f"{kind}:{value}") if value else None
+            if member is not None:
+                matched_by = f"{label} {value}"
+                break
+        by_path = {g.path: g for g in facts.groups}
+        groups = tuple(by_path[p] for p in member.groups if p in by_path) if member else ()
+        return NsxMembership(groups=groups, applied=tuple(facts.groups), matched_by=matched_by,
+                             unknown="; ".join(facts.unreadable) or None, source=f"NSX Manager {facts.url}")
 
     # -- relay groups ----------------------------------------------------------------------------------
 

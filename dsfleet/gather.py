@@ -8,9 +8,10 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Collection, TypeVar
 
 from . import events as events_mod
+from . import nsx as nsx_mod
 from . import remote as remote_mod
 from . import updatepath
 from . import vcenter
@@ -18,14 +19,21 @@ from .dsm import DsmClient
 from .errors import DsfleetError, GatherError
 from .inventory import Inventory
 from .join import join
-from .fleet import Fleet
-from .snapshot import (SCHEMA, VERSION, DsmComputer, DsmFacts, EventFacts, InventoryRef, RelayGroupFacts,
-                       RemoteFacts, Snapshot, SourceProbe, UpdatePathFacts, VcenterFacts)
+from .fleet import Fleet, Unavailable
+from .snapshot import (NOT_SELECTED, SCHEMA, VERSION, DsmComputer, DsmFacts, EventFacts, HostProbe, InventoryRef,
+                       NsxFacts, OfflineSegmentRef, RelayGroupFacts, RemoteFacts, Snapshot, SourceProbe,
+                       UpdateComponent, UpdatePathFacts, VcenterFacts)
 
 T = TypeVar("T")
 
-# Only what the checks read: status messages, anti-malware state, the relay setting, the VM summary.
-DSM_EXPAND = ["computerStatus", "antiMalware", "computerSettings", "vmwareVMVirtualMachineSummary"]
+# What a run can read; a selection of checks reads only what they need (fixtures/session.py READS).
+REMOTE_ROLES = ("esxi", "dsva", "windows")
+SOURCES = ("dsm", "vcenter", "update_path", "events", "nsx", *(f"remote:{r}" for r in REMOTE_ROLES),
+           "remote:relay", "remote:windows_agent")
+
+# Only what the checks read: status messages, anti-malware state, the relay setting, the VM summary, and the
+# outcome of the last security update (UPD-005), all in the one paged search.
+DSM_EXPAND = ["computerStatus", "antiMalware", "computerSettings", "vmwareVMVirtualMachineSummary", "securityUpdates"]
 
 
 def dsm_client(inv: Inventory) -> DsmClient:
@@ -47,9 +55,11 @@ class _Record:
     checks that need that computer (they error with the note), never the whole DSM read.
     """
 
-    def __init__(self, raw: dict[str, Any], computer_id: int) -> None:
-        self.raw, self.id = raw, computer_id
-        self.problems: list[str] = []
+    def __init__(self, raw: dict[str, Any], computer_id: int, prefix: str = "",
+                 problems: list[str] | None = None) -> None:
+        # ``prefix`` and a shared ``problems``: an object inside a list field, whose notes name it by index.
+        self.raw, self.id, self.prefix = raw, computer_id, prefix
+        self.problems: list[str] = [] if problems is None else problems
 
     def _get(self, path: str, fits: Callable[[Any], bool], expected: str) -> Any:
         node: Any = self.raw
@@ -67,7 +77,7 @@ class _Record:
         return None
 
     def _note(self, path: str, expected: str, got: Any) -> None:
-        line = f"DSM computer {self.id}: {path}: expected {expected}, got {_shown(got)}"
+        line = f"DSM computer {self.id}: {self.prefix}{path}: expected {expected}, got {_shown(got)}"
         if line not in self.problems:
             self.problems.append(line)
 
@@ -83,6 +93,17 @@ class _Record:
         value: list[str] | None = self._get(
             path, lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v), "a list of strings")
         return list(value or [])
+
+    def flag(self, path: str) -> bool | None:
+        value: bool | None = self._get(path, lambda v: isinstance(v, bool), "true or false")
+        return value
+
+    def objects(self, path: str) -> list["_Record"]:
+        """Each object of a list field, read field by field like the record itself."""
+        value: list[Any] | None = self._get(
+            path, lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v), "a list of objects")
+        return [_Record(item, self.id, f"{self.prefix}{path}[{i}].", self.problems)
+                for i, item in enumerate(value or [])]
 
 
 def computer_from_api(raw: Any, position: int) -> DsmComputer:
@@ -113,6 +134,12 @@ def computer_from_api(raw: Any, position: int) -> DsmComputer:
         am_messages=[m for m in (r.text("antiMalware.moduleStatus.agentStatusMessage"),
                                  r.text("antiMalware.moduleStatus.applianceStatusMessage")) if m],
         vm_state=r.text("vmwareVMVirtualMachineSummary.state"),
+        update_status=r.text("securityUpdates.updateStatus.status"),
+        update_message=r.text("securityUpdates.updateStatus.statusMessage"),
+        update_last_changed_ms=r.integer("securityUpdates.lastChanged"),
+        am_components=[UpdateComponent(name=c.text("name"), version=c.text("version"), latest=c.flag("latest"),
+                                       platform=c.text("platform"))
+                       for c in r.objects("securityUpdates.antiMalware")],
     )
     computer.problems = r.problems
     return computer
@@ -175,52 +202,107 @@ def relay_groups(inv: Inventory, computers: list[DsmComputer]) -> list[RelayGrou
     return [groups[k] for k in sorted(groups)]
 
 
-def gather(inv: Inventory, since: dt.datetime | None = None) -> Snapshot:
+def gather(inv: Inventory, since: dt.datetime | None = None, sources: Collection[str] | None = None,
+           progress: Callable[[str], None] | None = None) -> Snapshot:
     """Gather every source concurrently (each is one bulk conversation) and join the results.
 
-    ``since`` opens the events window (default: the last 24 hours).
+    ``since`` opens the events window (default: the last 24 hours). ``sources`` (names from :data:`SOURCES`)
+    limits the reading to what the selected checks need; the others are recorded as not selected, so a check
+    that needs one after all errors with that reason. ``progress`` is told when each source starts and ends.
     """
     started = time.monotonic()
     until = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     since = since or until - dt.timedelta(hours=24)
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+    def want(name: str) -> bool:
+        return sources is None or name in sources
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(line)
+
     # Resolve every secret first: a missing one is an input error before anything is contacted.
     client = dsm_client(inv)
     for i, vc in enumerate(inv.vcenters):
-        inv.secret(vc.password_env, f"vcenters[{i}].password_env")
+        if want("vcenter"):
+            inv.secret(vc.password_env, f"vcenters[{i}].password_env")
     passwords = remote_passwords(inv)
-    proxy_auth = _proxy_auth(inv)
+    proxy_auth = _proxy_auth(inv) if want("update_path") else None
     soap_password = (inv.secret(inv.events.soap_password_env, "events.soap_password_env")
-                     if inv.events is not None and inv.events.soap_password_env else None)
+                     if want("events") and inv.events is not None and inv.events.soap_password_env else None)
+    nsx_password = (inv.secret(inv.nsx_manager.password_env, "nsx.password_env")
+                    if want("nsx") and inv.nsx_manager else None)
     deadline = started + inv.deadline_s
     late = f"not read: the gathering deadline of {inv.deadline_s:g} s (inventory deadline_s) passed"
-    dsm_future = _background("dsm", lambda: gather_dsm(inv, client))
-    vc_futures = [_background(f"vcenter-{i}", partial(gather_vcenter, inv, i)) for i in range(len(inv.vcenters))]
-    path_future = _background("update-path", lambda: gather_update_path(inv, client, proxy_auth))
-    events_future = _background("events", lambda: gather_events(inv, soap_password, since, until))
-    dsm = _by(deadline, dsm_future, lambda: DsmFacts(url=inv.dsm.url, auth=inv.dsm.auth,
-                                                        tls_verify=inv.dsm.tls.verify, error=late))
-    vcenters = [_by(deadline, f, partial(VcenterFacts, name=vc.name, url=vc.url, tls_verify=vc.tls.verify, error=late))
-                for f, vc in zip(vc_futures, inv.vcenters)]
-    update_path = _by(deadline, path_future, lambda: UpdatePathFacts(configured=True, error=late))
-    event_facts = _by(deadline, events_future, lambda: EventFacts(
-        configured=True, source=inv.events.source if inv.events else None, error=late))
+
+    def start(name: str, label: str, fn: Callable[[], T], missing: Callable[[str], T]) -> Callable[[], T]:
+        """Start one source in the background; returns how to collect its facts (or why there are none)."""
+        if not want(name):
+            return lambda: missing(NOT_SELECTED)
+        t0 = time.monotonic()
+        say(f"{label}: reading")
+        future = _background(label, fn)
+        future.add_done_callback(lambda f: say(f"{label}: {_summary(f)} in {time.monotonic() - t0:.1f} s"))
+        return lambda: _by(deadline, future, lambda: missing(late))
+
+    dsm_facts = start("dsm", f"DSM {inv.dsm.url}", lambda: gather_dsm(inv, client), lambda why: DsmFacts(
+        url=inv.dsm.url, auth=inv.dsm.auth, tls_verify=inv.dsm.tls.verify, error=why))
+    vc_facts = [start("vcenter", f"vCenter {vc.name}", partial(gather_vcenter, inv, i), partial(
+        lambda vc, why: VcenterFacts(name=vc.name, url=vc.url, tls_verify=vc.tls.verify, error=why), vc))
+        for i, vc in enumerate(inv.vcenters)]
+    path_facts = start("update_path", "update path", lambda: gather_update_path(inv, client, proxy_auth),
+                       lambda why: UpdatePathFacts(configured=inv.update_source is not None, error=why))
+    events_facts = start("events", "events", lambda: gather_events(inv, soap_password, since, until),
+                         lambda why: EventFacts(configured=inv.events is not None,
+                                                source=inv.events.source if inv.events else None, error=why))
+    nsx_facts = start("nsx", "NSX Manager", lambda: gather_nsx(inv, nsx_password),
+                      lambda why: _nsx_facts(inv, error=why))
+    dsm = dsm_facts()
+    vcenters = [collect() for collect in vc_facts]
     all_vms = [vm for vc in vcenters for vm in vc.vms]
     snap = Snapshot(
         schema=SCHEMA, version=VERSION, created_utc=created, gather_seconds=round(time.monotonic() - started, 3),
         inventory=InventoryRef(name=inv.name, path=str(inv.path), sha256=inv.sha256, nsx=inv.nsx,
                                scope_clusters=list(inv.scope.clusters), scope_hosts=list(inv.scope.hosts),
                                dsva_vm_pattern=inv.dsva_vm_pattern,
-                               include_unmatched_agents=inv.dsm.include_unmatched_agents, tls_exceptions=inv.tls_exceptions),
+                               include_unmatched_agents=inv.dsm.include_unmatched_agents, tls_exceptions=inv.tls_exceptions,
+                               security_update_max_age_h=inv.security_update_max_age_h,
+                               offline_segments=[OfflineSegmentRef(s.name, s.bundle_relay, list(s.relays))
+                                                 for s in inv.offline_segments]),
         dsm=dsm, vcenters=vcenters, join=join(dsm.computers, all_vms),
         relay_groups=relay_groups(inv, dsm.computers),
     )
-    snap.update_path, snap.events = update_path, event_facts
+    snap.update_path, snap.events, snap.nsx = path_facts(), events_facts(), nsx_facts()
     # Remote commands need to know which hosts and VMs exist, so they run after the bulk gather.
-    snap.remote = gather_remote(inv, Fleet(snap), passwords, deadline)
-    snap.update_path.probes += relay_probes(inv, snap, passwords, deadline)
+    roles = {r for r in REMOTE_ROLES if want(f"remote:{r}")}
+    snap.remote = gather_remote(inv, Fleet(snap), passwords, deadline, roles, say)
+    if want("remote:relay"):
+        snap.update_path.probes += relay_probes(inv, snap, passwords, deadline)
+    if want("remote:windows_agent"):
+        snap.remote.probes += windows_agent_probes(inv, Fleet(snap), passwords, deadline)
     snap.gather_seconds = round(time.monotonic() - started, 3)
     return snap
+
+
+def _summary(future: Future[Any]) -> str:
+    """One line for the progress display: what a source read, or why it read nothing."""
+    try:
+        facts = future.result()
+    except BaseException as err:  # noqa: BLE001 - reported by the collector too; here only shown
+        return f"failed: {err}"
+    error = getattr(facts, "error", None)
+    if isinstance(facts, DsmFacts):
+        read = f"{len(facts.computers)} computers in {facts.api_calls} calls"
+    elif isinstance(facts, VcenterFacts):
+        read = f"{len(facts.hosts)} hosts and {len(facts.vms)} VMs in {facts.api_calls} calls"
+    elif isinstance(facts, EventFacts):
+        read = f"{len(facts.events)} events 2205/9017 of {facts.scanned} read"
+    elif isinstance(facts, UpdatePathFacts):
+        read = f"{len(facts.probes)} probe(s)"
+    else:
+        read = "read"
+    return f"NOT READ: {error}" if error else read
 
 
 def _background(name: str, fn: Callable[[], T]) -> Future[T]:
@@ -304,6 +386,20 @@ def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None
     return out
 
 
+def windows_agent_probes(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None],
+                         deadline: float | None = None) -> list[HostProbe]:
+    """Trusted roots and installed updates of every Windows agent and relay (WIN-001), over remote.windows_agent.
+    Without that access, or without the DSM, nothing is probed: WIN-001 then errors with the reason."""
+    access = inv.remote.roles.get("windows_agent") if inv.remote is not None else None
+    if inv.remote is None or access is None:
+        return []
+    try:
+        targets = fleet.windows_agent_targets(access.address)
+    except Unavailable:
+        return []
+    return remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline))
+
+
 def gather_events(inv: Inventory, soap_password: str | None, since: dt.datetime, until: dt.datetime) -> EventFacts:
     if inv.events is None:
         return EventFacts()
@@ -333,13 +429,68 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def gather_remote(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None],
-                  deadline: float | None = None) -> RemoteFacts:
+def gather_remote(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None], deadline: float | None = None,
+                  roles: Collection[str] = REMOTE_ROLES, say: Callable[[str], None] | None = None) -> RemoteFacts:
     if inv.remote is None:
         return RemoteFacts()
     started = time.monotonic()
-    targets = fleet.remote_targets({role: a.address for role, a in inv.remote.roles.items()})
-    probes = remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline))
+    targets = [t for t in fleet.remote_targets({role: a.address for role, a in inv.remote.roles.items()})
+               if t.role in roles]
+    counter = _Counter(len(targets), say) if say is not None and targets else None
+    probes = remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline),
+                                  counter.done if counter else None)
+    seconds = time.monotonic() - started
+    if say is not None and targets:
+        statuses: dict[str, int] = {}
+        for p in probes:
+            statuses[p.status] = statuses.get(p.status, 0) + 1
+        say(f"remote: {len(probes)} hosts in {seconds:.1f} s: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
     return RemoteFacts(configured_roles=sorted(inv.remote.roles), concurrency=inv.remote.concurrency,
-                       verify_host_keys=inv.remote.verify_host_keys, seconds=round(time.monotonic() - started, 3),
-                       probes=probes)
+                       verify_host_keys=inv.remote.verify_host_keys, seconds=round(seconds, 3), probes=probes)
+
+
+class _Counter:
+    """Hosts probed so far, with an ETA, said at most every few seconds (a live line on a terminal is the
+    session's business: it gets the same text)."""
+
+    EVERY_S = 5.0
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        self.total, self.say, self.count = total, say, 0
+        self.started = self.last = time.monotonic()
+        self.lock = threading.Lock()
+        say(f"remote: probing {total} hosts")
+
+    def done(self, n: int) -> None:
+        with self.lock:
+            self.count += n
+            now = time.monotonic()
+            if now - self.last < self.EVERY_S or self.count >= self.total:
+                return
+            self.last = now
+            rate = self.count / (now - self.started)
+            eta = (self.total - self.count) / rate if rate else float("inf")
+            self.say(f"remote: {self.count}/{self.total} hosts, about {eta:.0f} s left")
+
+
+def _nsx_facts(inv: Inventory, error: str | None = None) -> NsxFacts:
+    m = inv.nsx_manager
+    return NsxFacts(configured=m is not None, type=m.type if m else inv.nsx, url=m.url if m else None, error=error)
+
+
+def gather_nsx(inv: Inventory, password: str | None, client: nsx_mod.NsxClient | None = None) -> NsxFacts:
+    """The endpoint protection policy's groups and their VM members, from the NSX Manager the inventory names."""
+    facts = _nsx_facts(inv)
+    m = inv.nsx_manager
+    if m is None:
+        return facts
+    assert password is not None
+    client = client or nsx_mod.NsxClient(m.url, m.user, password, verify=m.tls.requests_verify,
+                                         timeout_s=m.timeout_s, page_size=m.page_size)
+    try:
+        (nsx_mod.read_nsxt if m.type == "nsx-t" else nsx_mod.read_nsxv)(client, facts)
+    except GatherError as err:
+        facts = _nsx_facts(inv, error=str(err))
+    facts.api_calls = client.calls
+    return facts

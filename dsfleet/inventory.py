@@ -75,6 +75,19 @@ class VcenterEndpoint:
 
 
 @dataclass(frozen=True)
+class NsxManager:
+    """The NSX Manager whose endpoint protection (Guest Introspection) policy is read as evidence."""
+
+    type: str  # nsx-t (Policy API) | nsx-v (NSX for vSphere API)
+    url: str
+    user: str
+    password_env: str
+    tls: Tls
+    timeout_s: float
+    page_size: int
+
+
+@dataclass(frozen=True)
 class Scope:
     clusters: tuple[str, ...]
     hosts: tuple[str, ...]
@@ -104,8 +117,10 @@ class Proxy:
     password_env: str | None
 
 
-REMOTE_ROLES = ("esxi", "dsva", "windows", "relay")
-TRANSPORTS = {"esxi": ("ssh",), "dsva": ("ssh",), "windows": ("ssh", "winrm"), "relay": ("ssh",)}
+REMOTE_ROLES = ("esxi", "dsva", "windows", "relay", "windows_agent")
+TRANSPORTS = {"esxi": ("ssh",), "dsva": ("ssh",), "windows": ("ssh", "winrm"), "relay": ("ssh",),
+              "windows_agent": ("ssh", "winrm")}
+NAME_ADDRESSED = ("esxi", "windows_agent")  # reached by name by default: the vCenter's, or the DSM's hostName
 ADDRESS_SOURCES = ("name", "ip")
 
 
@@ -143,6 +158,16 @@ class UpdateSource:
 
 
 EVENT_SOURCES = ("soap", "cef")
+DEFAULT_UPDATE_MAX_AGE_H = 48.0  # UPD-005: a security update older than this did not follow the last upgrade
+
+
+@dataclass(frozen=True)
+class OfflineSegment:
+    """An environment without internet access, fed by an update bundle (dsupdate_*.zip) built on one relay."""
+
+    name: str
+    bundle_relay: str  # DSM hostName or displayName of the relay that builds the bundle
+    relays: tuple[str, ...]  # the relays inside the offline environment; their agents follow from relay groups
 
 
 @dataclass(frozen=True)
@@ -170,6 +195,9 @@ class Inventory:
     update_source: UpdateSource | None = None
     events: EventSource | None = None
     deadline_s: float = DEFAULT_DEADLINE_S  # the whole gathering; what is not read by then is recorded as such
+    nsx_manager: NsxManager | None = None  # nsx given as a mapping; ``nsx`` keeps the flavour either way
+    security_update_max_age_h: float = DEFAULT_UPDATE_MAX_AGE_H
+    offline_segments: tuple[OfflineSegment, ...] = ()
 
     def secret(self, env_name: str, field: str) -> str:
         """The value of the environment variable an inventory field names; never logged."""
@@ -183,6 +211,8 @@ class Inventory:
         """Every endpoint whose TLS verification the inventory turned off: shown in the report."""
         out = [] if self.dsm.tls.verify else [f"DSM {self.dsm.url}"]
         out += [f"vCenter {vc.url}" for vc in self.vcenters if not vc.tls.verify]
+        if self.nsx_manager is not None and not self.nsx_manager.tls.verify:
+            out.append(f"NSX Manager {self.nsx_manager.url}")
         if self.remote is not None and not self.remote.verify_host_keys:
             out.append("SSH host keys (remote.verify_host_keys: false)")
         if self.remote is not None:
@@ -326,7 +356,7 @@ def load(path: str | Path) -> Inventory:
         scope = Scope(clusters=s.strings("clusters"), hosts=s.strings("hosts"))
         s.done()
 
-    nsx = top.get("nsx", str, "one of " + ", ".join(NSX_FLAVOURS), check=lambda v: v in NSX_FLAVOURS)
+    nsx, nsx_manager = _nsx(top, base)
 
     pattern = DEFAULT_DSVA_PATTERN
     dv = top.child("dsva", required=False)
@@ -356,13 +386,64 @@ def load(path: str | Path) -> Inventory:
     remote = _remote(top.child("remote", required=False), base)
     update_source = _update_source(top.child("update_source", required=False), base)
     events = _events(top.child("events", required=False), base)
+    max_age_h = _security_updates(top.child("security_updates", required=False))
+    segments = _offline_segments(top)
     deadline = float(top.get("deadline_s", (int, float), "a number of seconds from 10 to 86400 (the gathering's "
                              "deadline)", default=DEFAULT_DEADLINE_S, check=lambda v: 10 <= v <= 86400))
     top.done()
     return Inventory(path=Path(path), sha256=hashlib.sha256(raw).hexdigest(), name=name, dsm=dsm,
                      vcenters=tuple(vcenters), scope=scope, nsx=nsx, dsva_vm_pattern=pattern,
                      relay_groups=tuple(groups), update_proxy=proxy, remote=remote, update_source=update_source,
-                     events=events, deadline_s=deadline)
+                     events=events, deadline_s=deadline, security_update_max_age_h=max_age_h,
+                     offline_segments=segments, nsx_manager=nsx_manager)
+
+
+def _nsx(top: _Node, base: Path) -> tuple[str, NsxManager | None]:
+    """``nsx: nsx-t`` (the flavour only: MUX names, no NSX reads) or ``nsx: {type, url, user, password_env, ...}``."""
+    flavours = "one of " + ", ".join(NSX_FLAVOURS)
+    if not isinstance(top.data.get("nsx"), dict):
+        return top.get("nsx", str, f"{flavours}, or a mapping with type and url", check=NSX_FLAVOURS.__contains__), None
+    node = top.child("nsx")
+    assert node is not None
+    manager = NsxManager(
+        type=node.get("type", str, flavours, check=NSX_FLAVOURS.__contains__),
+        url=node.get("url", str, "an https:// URL of the NSX Manager", check=_https_url).rstrip("/"),
+        user=node.get("user", str, "a user name (a read-only NSX role is enough)", check=bool),
+        password_env=node.get("password_env", str, "the name of an environment variable", check=_env_name),
+        tls=_tls(node, base),
+        timeout_s=float(node.get("timeout_s", (int, float), "a positive number of seconds", default=30,
+                                 check=lambda v: v > 0)),
+        page_size=node.get("page_size", int, "an integer from 1 to 1000", default=1000,
+                           check=lambda v: 1 <= v <= 1000),
+    )
+    node.done()
+    return manager.type, manager
+
+
+def _security_updates(node: _Node | None) -> float:
+    if node is None:
+        return DEFAULT_UPDATE_MAX_AGE_H
+    age = float(node.get("max_age_h", (int, float), "a number of hours from 1 to 8760 (the oldest a successful "
+                         "security update may be)", default=DEFAULT_UPDATE_MAX_AGE_H, check=lambda v: 1 <= v <= 8760))
+    node.done()
+    return age
+
+
+def _offline_segments(top: _Node) -> tuple[OfflineSegment, ...]:
+    segments: list[OfflineSegment] = []
+    for s in top.items("offline_segments", required=False):
+        segment = OfflineSegment(
+            name=s.get("name", str, "a unique name for the offline segment", check=bool),
+            bundle_relay=s.get("bundle_relay", str, "the DSM hostName or displayName of the relay that builds the "
+                               "update bundle (dsupdate_*.zip)", check=bool),
+            relays=s.strings("relays"))
+        if not segment.relays:
+            raise InputError(s.file, f"{s.path}.relays", "a non-empty list of the offline relays' DSM names")
+        if segment.name in {other.name for other in segments}:
+            raise InputError(s.file, f"{s.path}.name", "a name not used by another offline segment", segment.name)
+        s.done()
+        segments.append(segment)
+    return tuple(segments)
 
 
 def _update_source(node: _Node | None, base: Path) -> UpdateSource | None:
@@ -437,7 +518,7 @@ def _remote(node: _Node | None, base: Path) -> RemoteAccess | None:
                                check=_env_name),
             key_file=_path(r, "key_file", "an SSH private key file", base),
             address=r.get("address", str, "one of " + ", ".join(ADDRESS_SOURCES),
-                          default="name" if role == "esxi" else "ip", check=lambda v: v in ADDRESS_SOURCES),
+                          default="name" if role in NAME_ADDRESSED else "ip", check=lambda v: v in ADDRESS_SOURCES),
             winrm_https=r.get("winrm_https", bool, "true or false", default=True),
             winrm_auth=r.get("winrm_auth", str, "one of ntlm, kerberos, basic, credssp", default="ntlm",
                              check=lambda v: v in ("ntlm", "kerberos", "basic", "credssp")),

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .fleet import Fleet, Target
+from .fleet import Fleet, Target, Unavailable
 from .parsers import UnexpectedOutput, parse_agent_state, parse_init_status, parse_sc_query, parse_service_status
 from .remote import DRIVERS, MUX
-from .snapshot import DsmComputer
+from .snapshot import DsmComputer, VcVm
 
 ENGINE_OFFLINE = "anti-malware engine offline"
 
@@ -29,6 +29,7 @@ class Isolation:
     case: str  # "none", "A" (particular VMs) or "B" (the whole host)
     protected: int
     offline: list[str]
+    offline_objects: list[str] = field(default_factory=list)  # the offline VMs' object ids (what case B explains)
     causes: list[str] = field(default_factory=list)
     remedy: list[str] = field(default_factory=list)
 
@@ -75,7 +76,15 @@ def vm_cause(fleet: Fleet, target: Target) -> str:
         return f"{vm.name}: {', '.join(bad)}"
     if unknown:
         return f"{vm.name}: {unknown}"
-    return f"{vm.name}: drivers running; check its NSX security tag / policy"
+    return f"{vm.name}: drivers running; {nsx_cause(fleet, vm)}"
+
+
+def nsx_cause(fleet: Fleet, vm: VcVm) -> str:
+    """The last case-A cause, from the NSX Manager: the endpoint protection groups the VM is (not) in."""
+    try:
+        return fleet.nsx_membership(vm).observed
+    except Unavailable as err:
+        return f"{err}; check its NSX security tag / policy"
 
 
 def host_faults(fleet: Fleet, host_target: Target, nsx: str) -> list[str]:
@@ -121,7 +130,8 @@ def isolate(fleet: Fleet, host_target: Target, nsx: str) -> Isolation:
     protected = fleet.protected_on_host(host)
     offline = [t for t in protected if t.computer is not None and engine_offline(t.computer)]
     result = Isolation(host=host.name, case="none", protected=len(protected),
-                       offline=[t.vm.name if t.vm else t.object_id for t in offline])
+                       offline=[t.vm.name if t.vm else t.object_id for t in offline],
+                       offline_objects=[t.object_id for t in offline])
     if not offline:
         return result
     dsvas = [vm.name for vm in host_target.dsva_vms if vm.power_state == "poweredOn"]
@@ -144,6 +154,6 @@ def isolate(fleet: Fleet, host_target: Target, nsx: str) -> Isolation:
     result.causes = [vm_cause(fleet, t) for t in offline]
     result.remedy = [f"per VM: resume a suspended VM; start VMware Tools; where `sc query vsepflt` / "
                      f"`sc query vmci` is not RUNNING, repair or reinstall VMware Tools with the Guest "
-                     f"Introspection (NSX File Introspection) driver and reboot; otherwise check the VM's "
-                     f"NSX security tag / policy"]
+                     f"Introspection (NSX File Introspection) driver and reboot; otherwise put the VM in a group the "
+                     f"NSX endpoint protection policy applies to (its security tag; NSX-001)"]
     return result

@@ -15,6 +15,10 @@ from .buildpolicy import BuildPolicy, Status, Verdict, platform_column
 from .snapshot import DsmComputer
 from .versions import Build
 
+# The run's glue (session fixtures, fan-out, report hooks): registered with this plugin, so an installed dsfleet
+# works from any folder (pytest --pyargs dsfleet.checks --inventory FILE).
+pytest_plugins = ["dsfleet.fixtures.session", "dsfleet.fixtures.report"]
+
 EVIDENCE = pytest.StashKey[dict[str, str]]()
 _current: contextvars.ContextVar[pytest.Item | None] = contextvars.ContextVar("dsfleet_item", default=None)
 
@@ -31,26 +35,56 @@ class NoEvidence(CheckFailure):
     """The fact a check needs is missing for this object: reported as an error (evidence incomplete), not a fail."""
 
 
+# Settings a site may keep in its pytest.ini / pyproject.toml / tox.ini ([pytest] dsfleet_inventory = ...);
+# the command line wins. Paths in an ini file are relative to that file.
+SETTINGS = {
+    "inventory": ("inventory YAML (default: the lab inventory, reports/lab/inventory.yml)", None, True),
+    "run_dir": ("where to write snapshot, reports and results (default: reports/<UTC time> under the working "
+                "folder)", None, True),
+    "lang": ("language of the reports: en or ja (default: en)", "en", False),
+    "since": ("start of the events window: 90m, 24h, 7d or an ISO 8601 time (default: 24h)", "24h", False),
+    "waivers": ("YAML of accepted exceptions (check, object, justification, approver, ticket, expiry)", None, True),
+}
+SEVERITIES = ("critical", "high", "medium", "low")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dsfleet", "Deep Security agentless fleet compliance")
-    group.addoption("--inventory", metavar="FILE",
-                    help="inventory YAML (default: the lab inventory, reports/lab/inventory.yml)")
+    group.addoption("--inventory", metavar="FILE", help=SETTINGS["inventory"][0])
     group.addoption("--snapshot", metavar="FILE",
                     help="re-run the checks offline from a snapshot.json written by an earlier run")
-    group.addoption("--since", metavar="WHEN", default="24h",
-                    help="start of the events window: 90m, 24h, 7d or an ISO 8601 time (default: 24h)")
+    group.addoption("--since", metavar="WHEN", help=SETTINGS["since"][0])
     group.addoption("--baseline", metavar="RUN",
                     help="an earlier run folder (or its results.json): classify every result against it")
     group.addoption("--fail-on", choices=("any", "new"), default="any",
                     help="exit non-zero on any failure (default) or only on new ones (needs --baseline)")
-    group.addoption("--waivers", metavar="FILE", help="YAML of accepted exceptions (check, object, expiry, ...)")
-    group.addoption("--lang", choices=("en", "ja"), default="en", help="language of titles and remediation")
-    group.addoption("--run-dir", metavar="DIR",
-                    help="where to write snapshot, reports and results (default: reports/<UTC time>)")
+    group.addoption("--waivers", metavar="FILE", help=SETTINGS["waivers"][0])
+    group.addoption("--lang", choices=("en", "ja"), help=SETTINGS["lang"][0])
+    group.addoption("--run-dir", metavar="DIR", help=SETTINGS["run_dir"][0])
+    for name, (text, _default, _is_path) in SETTINGS.items():
+        parser.addini(f"dsfleet_{name}", f"dsfleet: {text}; --{name.replace('_', '-')} overrides it")
+
+
+def setting(config: pytest.Config, name: str) -> str | None:
+    """A dsfleet setting: the command line's, else the ini file's (paths relative to it), else the default."""
+    _text, default, is_path = SETTINGS[name]
+    value = config.getoption(name)
+    if value is not None:
+        return str(value)
+    ini = str(config.getini(f"dsfleet_{name}") or "").strip()
+    if not ini:
+        return default
+    if name == "lang" and ini not in ("en", "ja"):
+        raise pytest.UsageError(f"{config.inipath}: dsfleet_lang: expected en or ja, got {ini!r}")
+    if is_path and config.inipath is not None:
+        return str(config.inipath.parent / ini)
+    return ini
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "check(id): a fleet compliance check with its catalog id (e.g. BLD-001)")
+    for severity in SEVERITIES:
+        config.addinivalue_line("markers", f"{severity}: a check of {severity} severity (select with -m {severity})")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -36,6 +36,7 @@ from .neterrors import chain, plain_reason
 from .parsers import (UnexpectedOutput, parse_agent_state, parse_chcp, parse_init_status, parse_rpm_query,
                       parse_sc_query, parse_service_status)
 from .snapshot import CommandOutput, HostProbe
+from .winready import CERTUTIL_ROOT, HOTFIX, parse_certutil_store, parse_hotfixes
 
 MUX = {"nsx-v": "vShield-Endpoint-Mux", "nsx-t": "nsx-context-mux"}
 DRIVERS = ("vsepflt", "vmci")
@@ -46,6 +47,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "esxi:nsx-v": (f"/etc/init.d/{MUX['nsx-v']} status",),
     "esxi:nsx-t": (f"/etc/init.d/{MUX['nsx-t']} status",),
     "relay": (),  # the relay's commands are the update-source probe, built per run (updatepath.relay_command)
+    # Windows computers with an agent or relay (WIN-001): the trusted roots and installed updates, read only.
+    "windows_agent": ("chcp", CERTUTIL_ROOT, HOTFIX),
 }
 ALLOWED = frozenset(c for commands in COMMANDS.values() for c in commands)
 
@@ -183,7 +186,7 @@ class SshBackend(ParamikoBackend):  # type: ignore[misc]
         # One deadline for the whole command. Per-read timeouts would let a trickling command run on, and
         # paramiko waits for the exec request's reply without any: past the deadline the watchdog closes the
         # channel, which ends every wait below.
-        watchdog = threading.Timer(limit, channel.close)
+        watchdog = threading.Timer(limit, _close_quietly, (channel,))
         watchdog.daemon = True
         deadline = time.monotonic() + limit
         watchdog.start()
@@ -258,6 +261,15 @@ def winrm_backend(address: str, access: RoleAccess, remote: RemoteAccess, passwo
         backend.conn_args["ca_trust_path"] = str(access.tls.ca_bundle)
     backend._encoding = "utf-8"  # as for SSH: never let testinfra run its own encoding probe on the guest
     return backend
+
+
+def _close_quietly(channel: paramiko.Channel) -> None:
+    """The watchdog's close: the connection may be gone already (EOFError from paramiko's writer), which is
+    fine — the point is that every wait on the channel ends; the caller reports the timeout."""
+    try:
+        channel.close()
+    except (EOFError, OSError, paramiko.SSHException):
+        pass
 
 
 class CommandTimeout(TimeoutError):
@@ -408,6 +420,10 @@ def validate(result: HostProbe, nsx: str) -> None:
             parse_rpm_query("ds_agent", out.stdout, out.rc)
         elif cmd.startswith("/etc/init.d/"):
             parse_init_status(MUX[nsx], out.stdout, out.rc)
+        elif cmd == CERTUTIL_ROOT:
+            parse_certutil_store(out.stdout, out.rc)
+        elif cmd == HOTFIX:
+            parse_hotfixes(out.stdout, out.rc)
 
 
 TARGETS_PER_PROCESS = 250  # below this a second process costs more (start-up, imports) than it saves
@@ -421,34 +437,43 @@ def processes_for(remote: RemoteAccess, count: int) -> int:
 
 
 def probe_all(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, passwords: dict[str, str | None],
-              deadline_s: float | None = None) -> list[HostProbe]:
+              deadline_s: float | None = None, on_done: Callable[[int], None] | None = None) -> list[HostProbe]:
     """Probe every target with at most ``remote.concurrency`` hosts in flight in all; results in target order.
 
     SSH handshakes cost the client ~10 ms of CPU each, and the GIL keeps one process on one core, so large
     fleets are split round-robin across worker processes, each with its share of the concurrency bound.
     A host not started within ``deadline_s`` seconds is not contacted and ends as a timeout with that reason
-    (each started probe is bounded by the connect and command timeouts).
+    (each started probe is bounded by the connect and command timeouts). ``on_done(n)`` is told as hosts
+    finish (one by one in-process; a share at a time from worker processes).
     """
     if not targets:
         return []
     workers = processes_for(remote, len(targets))
     if workers == 1:
-        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency, deadline_s)
-    chunks = [targets[i::workers] for i in range(workers)]
-    share = max(1, remote.concurrency // workers)
+        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency, deadline_s, on_done)
+    # Shares small enough to report progress by, each worker running one at a time with its part of the bound.
+    per_share = max(TARGETS_PER_PROCESS // 2, len(targets) // (workers * 8))
+    shares = [targets[i:i + per_share] for i in range(0, len(targets), per_share)]
+    bound = max(1, remote.concurrency // workers)
     # spawn, not fork: the parent has threads (pyvmomi, requests pools) that a fork would copy mid-state.
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(_probe_threads, chunks, repeat(remote), repeat(nsx), repeat(passwords),
-                                  repeat(share), repeat(deadline_s)))
+            futures = [pool.submit(_probe_threads, share, remote, nsx, passwords, bound, deadline_s)
+                       for share in shares]
+            parts = []
+            for future, share in zip(futures, shares):
+                parts.append(future.result())
+                if on_done is not None:
+                    on_done(len(share))  # in submission order: close enough for a progress count
     except BrokenProcessPool:  # e.g. a host program whose __main__ cannot be re-imported: stay in-process
-        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency, deadline_s)
+        return _probe_threads(targets, remote, nsx, passwords, remote.concurrency, deadline_s, on_done)
     found = {(p.role, p.key): p for part in parts for p in part}
     return [found[(t.role, t.key)] for t in targets]
 
 
 def _probe_threads(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, passwords: dict[str, str | None],
-                   concurrency: int, deadline_s: float | None = None) -> list[HostProbe]:
+                   concurrency: int, deadline_s: float | None = None,
+                   on_done: Callable[[int], None] | None = None) -> list[HostProbe]:
     deadline = time.monotonic() + deadline_s if deadline_s is not None else None
 
     def one(target: ProbeTarget) -> HostProbe:
@@ -456,7 +481,10 @@ def _probe_threads(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, p
             return HostProbe(role=target.role, key=target.key, name=target.name, address=target.address,
                              transport=None, status="timeout",
                              reason="not contacted: the gathering deadline (inventory deadline_s) passed")
-        return probe(target, remote.roles.get(target.role), remote, nsx, passwords.get(target.role))
+        result = probe(target, remote.roles.get(target.role), remote, nsx, passwords.get(target.role))
+        if on_done is not None:
+            on_done(1)
+        return result
 
     with ThreadPoolExecutor(max_workers=min(concurrency, len(targets)), thread_name_prefix="probe") as pool:
         return list(pool.map(one, targets))

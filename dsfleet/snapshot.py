@@ -18,7 +18,19 @@ from typing import Any
 from .errors import InputError
 
 SCHEMA = "dsfleet-snapshot"
+# The error of a source the run's selected checks do not read (pytest -k / -m): not a gap in the evidence.
+NOT_SELECTED = "not read: no selected check reads it"
 VERSION = 1
+
+
+@dataclass
+class UpdateComponent:
+    """One security-update component the DSM lists for a computer (SDK model ``Component``)."""
+
+    name: str | None
+    version: str | None
+    latest: bool | None  # "True if the component is the latest version"
+    platform: str | None = None
 
 
 @dataclass
@@ -44,6 +56,11 @@ class DsmComputer:
     # "DSM computer <ID>: <field>: expected <type>, got <value>" for each field the record carried with the wrong
     # type; the good fields are kept, and the checks that need this computer error with these reasons.
     problems: list[str] = field(default_factory=list)
+    # securityUpdates (SDK model SecurityUpdates): the outcome of the last security update on this computer.
+    update_status: str | None = None  # updateStatus.status: inactive | active | warning | error | not-supported
+    update_message: str | None = None  # updateStatus.statusMessage
+    update_last_changed_ms: int | None = None  # lastChanged, milliseconds since the epoch
+    am_components: list[UpdateComponent] = field(default_factory=list)  # securityUpdates.antiMalware
 
     @property
     def name(self) -> str:
@@ -237,6 +254,52 @@ class EventFacts:
 
 
 @dataclass
+class OfflineSegmentRef:
+    """An offline environment the inventory declares: the relay that builds the update bundle and its relays."""
+
+    name: str
+    bundle_relay: str  # DSM hostName or displayName
+    relays: list[str]
+
+
+@dataclass
+class NsxGroup:
+    """A group an endpoint protection (Guest Introspection) rule applies to, as the NSX Manager names it."""
+
+    path: str  # NSX-T: /infra/domains/<domain>/groups/<id>; NSX-V: the security group's objectId
+    name: str
+    rules: list[str]  # the rules (NSX-T: endpoint rule paths; NSX-V: service profile ids) that apply to it
+    service_profiles: list[str]
+    members: int = 0  # VM members read
+
+
+@dataclass
+class NsxVm:
+    """One VM member of an endpoint protection group, with the identities NSX reports for it."""
+
+    id: str  # NSX-T: RealizedVirtualMachine.id; NSX-V: the vCenter moref (vm-123)
+    name: str
+    instance_uuid: str | None  # NSX-T compute_ids instanceUuid: / externalId: (vSphere config.instanceUuid)
+    bios_uuid: str | None  # NSX-T compute_ids biosUuid: / uuid: (vSphere config.uuid)
+    groups: list[str]  # paths of the endpoint protection groups it is a member of
+
+
+@dataclass
+class NsxFacts:
+    configured: bool = False  # the inventory's nsx names a manager (a mapping with url)
+    type: str | None = None  # nsx-t | nsx-v
+    url: str | None = None
+    error: str | None = None  # the policy itself could not be read: nothing can be judged
+    policies: list[str] = field(default_factory=list)  # endpoint policies (NSX-V: service profiles) read
+    groups: list[NsxGroup] = field(default_factory=list)
+    vms: list[NsxVm] = field(default_factory=list)
+    # "<what>: <reason>" for each rule list or group whose members could not be read: a VM found in no read
+    # group may be in one of these, so it has no evidence (error), never a pass nor a finding.
+    unreadable: list[str] = field(default_factory=list)
+    api_calls: int = 0
+
+
+@dataclass
 class InventoryRef:
     name: str
     path: str
@@ -247,6 +310,8 @@ class InventoryRef:
     dsva_vm_pattern: str
     include_unmatched_agents: bool
     tls_exceptions: list[str]
+    security_update_max_age_h: float = 48.0  # UPD-005: the last security update is at most this old
+    offline_segments: list[OfflineSegmentRef] = field(default_factory=list)  # BLD-004
 
 
 @dataclass
@@ -263,15 +328,16 @@ class Snapshot:
     remote: RemoteFacts = field(default_factory=RemoteFacts)
     update_path: UpdatePathFacts = field(default_factory=UpdatePathFacts)
     events: EventFacts = field(default_factory=EventFacts)
+    nsx: NsxFacts = field(default_factory=NsxFacts)
 
     def gaps(self) -> list[str]:
-        """What could not be read, one line per source (empty: every configured source was read whole)."""
-        out = [f"DSM {self.dsm.url}: {self.dsm.error}"] if self.dsm.error else []
-        out += [f"vCenter {vc.name} ({vc.url}): {vc.error}" for vc in self.vcenters if vc.error]
-        if self.events.error:
-            out.append(f"events ({self.events.source}): {self.events.error}")
-        if self.update_path.error:
-            out.append(f"update path: {self.update_path.error}")
+        """What could not be read, one line per source (empty: every configured source the run's checks need
+        was read whole; a source no selected check reads is not a gap)."""
+        sources = [(f"DSM {self.dsm.url}", self.dsm.error),
+                   *((f"vCenter {vc.name} ({vc.url})", vc.error) for vc in self.vcenters),
+                   (f"events ({self.events.source})", self.events.error), ("update path", self.update_path.error),
+                   (f"NSX Manager {self.nsx.url}", self.nsx.error or "; ".join(self.nsx.unreadable))]
+        out = [f"{name}: {error}" for name, error in sources if error and error != NOT_SELECTED]
         unread: dict[str, int] = {}
         for probe in self.remote.probes:
             if probe.status not in ("ok", "not probed"):

@@ -1,146 +1,252 @@
-"""The compact reports: ``summary.html`` (self-contained, no script, opens fast at 10,000 VMs) and
-``summary.md`` (for CI job pages). Order: the change against the baseline, counts per check, a per-host
-heatmap, waivers, then the findings grouped by check with each remediation written once.
+"""The compact reports: ``summary.html`` (one self-contained file that reads fully without script; a small
+inline script only adds filters) and ``summary.md`` (for CI job pages, under GITHUB_BUDGET bytes).
+
+Order: the verdict banner (COMPLIANT / NOT COMPLIANT / EVIDENCE INCOMPLETE, counts by severity, the run's
+scope), what could not be read, the change against the baseline, the trend, counts per check, the per-host
+heatmap, waivers, then the findings: root causes before symptoms — checks by severity, then by how many
+objects their findings explain; a case-B host is one row with the VMs it explains folded under it, and each
+of those VMs' rows links back to it. Nothing is hidden: every non-passing result is in the page.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter, defaultdict
-from html import escape
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .baseline import Diff
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
-NOT_PASSING = ("fail", "error", "waived")
+from .baseline import FAILING, Diff, load_results
+from .catalog import SEVERITIES, Language, language
+from .errors import InputError
+from .verdict import COUNTED, Verdict, judge
+
+NOT_PASSING = ("error", "fail", "waived")
 OUTCOMES = ("pass", "fail", "error", "waived", "skip")
-CSS = """body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#222}h1{font-size:20px}h2{font-size:16px;margin-top:24px}
-table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
-th{background:#f0f0f0}.fail{color:#b00}.error{color:#a50}.waived{color:#666}.pass{color:#060}
-.hm td{text-align:center;min-width:28px}.n0{background:#e8f5e9}.n1{background:#ffe0b2}.n2{background:#ffab91}.n3{background:#e57373;color:#fff}
-details{margin:4px 0}summary{cursor:pointer}"""
+# A root cause and the symptom check whose results it explains (the objects are in the cause's "explains").
+SYMPTOMS = {"ISO-001": ("PRT-002",)}
+# GitHub's job summary takes at most 1 MiB per step; summary.md stays under this many bytes.
+GITHUB_BUDGET = 1_000_000
+MD_CAPS = (20, 5, 1)  # objects listed per check, tried in order until the page fits the budget
+MD_CLIP = 300  # characters of observed text per line in summary.md (summary.html has the whole text)
+HISTORY_RUNS = 10
+_URL = re.compile(r"(https://[^\s;,)]+)")
+_CODE = re.compile(r"`([^`]+)`")
+
+# HTML is escaped; Markdown is not (its cells are flattened and their pipes escaped by _md_cell instead).
+_ENV = Environment(loader=PackageLoader("dsfleet", "templates"), autoescape=select_autoescape(["html.j2"]),
+                   undefined=StrictUndefined,
+                   trim_blocks=True, lstrip_blocks=True)
 
 
-def _group(results: list[dict[str, Any]]) -> dict[str, Counter[str]]:
+@dataclass
+class Row:
+    result: dict[str, Any]
+    anchor: str
+    folded: list[Row] = field(default_factory=list)
+    cause: Row | None = None
+
+    @property
+    def weight(self) -> int:
+        """How many objects this row accounts for: itself and every result folded under it."""
+        return 1 + len(self.folded)
+
+
+@dataclass
+class Section:
+    check: str
+    title: str
+    severity: str
+    remediation: str
+    source: str
+    rows: list[Row]
+
+    @property
+    def weight(self) -> int:
+        """How many objects this check's findings account for (folded ones included)."""
+        return sum(r.weight for r in self.rows)
+
+
+def link_causes(results: list[dict[str, Any]]) -> None:
+    """Give each symptom result its root cause: ``cause = {check, object, case}`` (in place)."""
+    by_key = {(r["check"], r["object"]): r for r in results}
+    for cause in results:
+        for symptom in SYMPTOMS.get(cause["check"], ()):
+            for obj in cause.get("explains", []):
+                r = by_key.get((symptom, obj))
+                if r is not None and r["outcome"] in NOT_PASSING:
+                    r["cause"] = {"check": cause["check"], "object": cause["object"], "case": cause.get("case", "")}
+
+
+def new_failures(diff: Diff) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(new failures, newly waived): a waived result is never a new failure."""
+    return diff.regressions(), diff.newly_waived()
+
+
+def findings(results: list[dict[str, Any]]) -> list[Section]:
+    """Non-passing results as sections per check, root causes first (see the module docstring)."""
+    rows = {(r["check"], r["object"]): Row(r, f"f{i}")
+            for i, r in enumerate(r for r in results if r["outcome"] in NOT_PASSING)}
+    for row in rows.values():
+        cause = row.result.get("cause")
+        parent = rows.get((cause["check"], cause["object"])) if cause else None
+        if parent is not None:
+            row.cause = parent
+            if cause and cause.get("case") == "B":
+                parent.folded.append(row)
+    by_check: dict[str, list[Row]] = defaultdict(list)
+    for row in rows.values():
+        if row.cause is None or row not in row.cause.folded:
+            by_check[row.result["check"]].append(row)
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    order = {o: i for i, o in enumerate(NOT_PASSING)}
+    sections = []
+    for cid, members in by_check.items():
+        members.sort(key=lambda r: (order[r.result["outcome"]], -r.weight, r.result["object"]))
+        first = members[0].result
+        sections.append(Section(cid, first["title"], first["severity"], first.get("guidance") or first["remediation"],
+                                first["source"], members))
+    sections.sort(key=lambda s: (rank.get(s.severity, len(rank)), -s.weight, s.check))
+    return sections
+
+
+def failing_counts(results: list[dict[str, Any]]) -> dict[str, int]:
+    """Per check, the results that fail or error (waived ones are reported, not counted as failing)."""
+    return dict(Counter(r["check"] for r in results if r["outcome"] in ("fail", "error")))
+
+
+def load_history(folder: Path, skip: Path | None = None, limit: int = HISTORY_RUNS) -> list[tuple[str, dict[str, int]]]:
+    """The last ``limit`` earlier runs under ``folder`` (each a run folder with results.json), oldest first,
+    as (start time in UTC, failing counts per check). ``skip``: the current run's folder."""
+    if not folder.is_dir():
+        raise InputError(str(folder), "--history", "a folder of earlier run folders (each with results.json)",
+                         "not a folder")
+    seen, points = set(), []
+    for file in sorted(folder.glob("*/results.json")):
+        real = file.resolve()
+        if real in seen or (skip is not None and real.parent == skip.resolve()):
+            continue
+        seen.add(real)
+        results, _ = load_results(file)
+        started = json.loads(file.read_text(encoding="utf-8")).get("started_utc") or file.parent.name
+        points.append((str(started), failing_counts(results)))
+    return sorted(points)[-limit:]
+
+
+def trend_svg(points: list[tuple[str, dict[str, int]]], lang: Language, width: int = 560, height: int = 150) -> str:
+    """A small inline SVG: one line per check that failed in any of the runs, the last run on the right."""
+    checks = sorted({c for _, counts in points for c, n in counts.items() if n})
+    if len(points) < 2 or not checks:
+        return ""
+    top = max(max(counts.get(c, 0) for c in checks) for _, counts in points) or 1
+    left, right, pad = 36, 110, 14
+    step = (width - left - right) / (len(points) - 1)
+
+    def y(n: int) -> float:
+        return pad + (height - 2 * pad) * (1 - n / top)
+
+    colours = ("#c62828", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#4e342e", "#ad1457")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 28}" role="img" '
+           f'aria-label="{escape(lang("h.trend"))}" font-size="11">',
+           f'<line x1="{left}" y1="{y(0):.1f}" x2="{width - right}" y2="{y(0):.1f}" stroke="#999"/>',
+           f'<text x="{left - 4}" y="{y(top) + 4:.1f}" text-anchor="end">{top}</text>',
+           f'<text x="{left - 4}" y="{y(0) + 4:.1f}" text-anchor="end">0</text>']
+    for i, (label, _) in enumerate(points):
+        if i in (0, len(points) - 1):
+            out.append(f'<text x="{left + i * step:.1f}" y="{height + 10}" text-anchor="middle">'
+                       f'{escape(label[:16])}</text>')
+    for k, cid in enumerate(checks[:len(colours)]):
+        colour = colours[k]
+        coords = " ".join(f"{left + i * step:.1f},{y(c.get(cid, 0)):.1f}" for i, (_, c) in enumerate(points))
+        last = points[-1][1].get(cid, 0)
+        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
+        out.append(f'<text x="{width - right + 6}" y="{pad + 12 * k + 4}" fill="{colour}">{escape(cid)}: '
+                   f'{last}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _links(text: str) -> Markup:
+    """Escaped text whose URLs are links and whose `code` spans are <code>."""
+    html = str(escape(text))
+    html = _URL.sub(r'<a href="\1">\1</a>', html)
+    return Markup(_CODE.sub(r"<code>\1</code>", html))
+
+
+def _clip(text: str, limit: int = MD_CLIP) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + " …"
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def write(run_dir: Path, doc: dict[str, Any], diff: Diff | None,
+          history: list[tuple[str, dict[str, int]]] | None = None) -> None:
+    view = build_view(doc, diff, history or [])
+    (run_dir / "summary.html").write_text(_ENV.get_template("summary.html.j2").render(view), encoding="utf-8")
+    (run_dir / "summary.md").write_text(markdown(view), encoding="utf-8")
+
+
+def build_view(doc: dict[str, Any], diff: Diff | None, history: list[tuple[str, dict[str, int]]]) -> dict[str, Any]:
+    """Everything both templates show, in the run's language."""
+    results: list[dict[str, Any]] = doc["results"]
+    lang = language(doc.get("lang", "en"))
+    verdict = judge(results)
     by_check: dict[str, Counter[str]] = defaultdict(Counter)
     for r in results:
         by_check[r["check"]][r["outcome"]] += 1
-    return by_check
+    meta = {r["check"]: r for r in results}
+    hosts: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in results:
+        if r.get("host"):
+            hosts[r["host"]][r["check"]] += r["outcome"] in ("fail", "error")
+    points = [*history, (lang("trend.this_run"), failing_counts(results))]
+    new, newly_waived = new_failures(diff) if diff else ([], [])
+    return {
+        "t": lang, "lang": lang.code, "doc": doc, "verdict": verdict, "banner": banner_counts(verdict, lang),
+        "scope_text": scope_line(doc.get("scope", {}), lang), "severities": SEVERITIES, "counted": COUNTED,
+        "outcomes": OUTCOMES, "scope": doc.get("scope", {}), "gaps": doc.get("evidence_gaps", []),
+        "diff": diff, "diff_lists": [(k, rows) for k, rows in (("h.new", new), ("h.new_waived", newly_waived),
+                                                               ("h.fixed", diff.fixed if diff else []),
+                                                               ("h.still", diff.still_failing if diff else []),
+                                                               ("h.new_passes", diff.new_passes if diff else []))],
+        "trend": Markup(trend_svg(points, lang)), "trend_points": points if len(points) > 1 else [],
+        "per_check": [(cid, meta[cid], by_check[cid]) for cid in sorted(by_check)],
+        "host_checks": sorted({r["check"] for r in results if r.get("host")}),
+        "hosts": [(h, hosts[h]) for h in sorted(hosts)], "heat": _heat,
+        "waivers": doc.get("waivers", []), "sections": findings(results),
+        "filter_hosts": sorted({r["host"] for r in results if r.get("host") and r["outcome"] in NOT_PASSING}),
+        "filter_checks": sorted({r["check"] for r in results if r["outcome"] in NOT_PASSING}),
+        "links": _links, "x": lang.text,
+    }
 
 
 def _heat(n: int) -> str:
     return "n0" if n == 0 else "n1" if n == 1 else "n2" if n < 5 else "n3"
 
 
-def write(run_dir: Path, doc: dict[str, Any], diff: Diff | None) -> None:
-    results: list[dict[str, Any]] = doc["results"]
-    (run_dir / "summary.html").write_text(_html(doc, results, diff), encoding="utf-8")
-    (run_dir / "summary.md").write_text(_markdown(doc, results, diff), encoding="utf-8")
+def banner_counts(verdict: Verdict, lang: Language) -> str:
+    """'critical: 12 fail, 1 error · high: 3 fail' in the run's language."""
+    return " · ".join(f"{lang('severity.' + s)}: " + ", ".join(
+        f"{n} {lang('outcome.' + o)}" for o, n in verdict.by_severity[s].items())
+        for s in SEVERITIES if s in verdict.by_severity) or lang("banner.no_findings")
 
 
-def _html(doc: dict[str, Any], results: list[dict[str, Any]], diff: Diff | None) -> str:
-    e = escape
-    out = [f"<!doctype html><html lang=\"{e(doc.get('lang', 'en'))}\"><head><meta charset=\"utf-8\">"
-           f"<title>dsfleet summary — {e(doc['inventory'])}</title><style>{CSS}</style></head><body>",
-           f"<h1>dsfleet summary — {e(doc['inventory'])}</h1>",
-           f"<p>Run {e(doc['started_utc'])} → {e(doc['finished_utc'])}; snapshot {e(doc['snapshot'])} "
-           f"(sha256 {e(doc['snapshot_sha256'])}); full report: <a href=\"report.html\">report.html</a></p>",
-           "<p>" + ", ".join(f"<span class=\"{o}\">{doc['counts'].get(o, 0)} {o}</span>" for o in OUTCOMES) + "</p>"]
-    if diff is not None:
-        out.append(f"<h2>Against the baseline</h2><p>{e(diff.baseline)}</p><p>"
-                   + ", ".join(f"<b>{n}</b> {e(k)}" for k, n in diff.counts().items()) + "</p>")
-        for title, rows in (("New failures", diff.new_failures), ("Fixed", diff.fixed),
-                            ("Still failing", diff.still_failing), ("New passes", diff.new_passes)):
-            if rows:
-                out.append(f"<details{' open' if title == 'New failures' else ''}><summary>{title} ({len(rows)})"
-                           "</summary><table><tr><th>Check</th><th>Object</th><th>Outcome</th><th>Observed</th></tr>"
-                           + "".join(f"<tr><td>{e(r['check'])}</td><td>{e(r['object'])}</td>"
-                                     f"<td class=\"{r['outcome']}\">{e(r['outcome'])}</td><td>{e(r['observed'])}</td></tr>"
-                                     for r in rows) + "</table></details>")
-        for title, keys in (("Appeared", diff.appeared), ("Disappeared", diff.disappeared)):
-            if keys:
-                out.append(f"<details><summary>{title} ({len(keys)})</summary><p>"
-                           + "; ".join(f"{e(c)} {e(o)}" for c, o in keys) + "</p></details>")
-    by_check = _group(results)
-    titles = {r["check"]: (r["title"], r["severity"]) for r in results}
-    out.append("<h2>Per check</h2><table><tr><th>Check</th><th>Severity</th><th>Title</th>"
-               + "".join(f"<th>{o}</th>" for o in OUTCOMES) + "</tr>")
-    for cid in sorted(by_check):
-        c = by_check[cid]
-        out.append(f"<tr><td>{e(cid)}</td><td>{e(titles[cid][1])}</td><td>{e(titles[cid][0])}</td>"
-                   + "".join(f"<td class=\"{o}\">{c.get(o, 0) or ''}</td>" for o in OUTCOMES) + "</tr>")
-    out.append("</table>")
-    hosts: dict[str, Counter[str]] = defaultdict(Counter)
-    host_checks = sorted({r["check"] for r in results if r.get("host")})
-    for r in results:
-        if r.get("host"):
-            hosts[r["host"]][r["check"]] += r["outcome"] in ("fail", "error")
-    if hosts:
-        out.append("<h2>Per ESXi host (failing or erroring results)</h2><table class=\"hm\"><tr><th>Host</th>"
-                   + "".join(f"<th>{e(c)}</th>" for c in host_checks) + "<th>total</th></tr>")
-        for host in sorted(hosts):
-            row = hosts[host]
-            out.append(f"<tr><td style=\"text-align:left\">{e(host)}</td>"
-                       + "".join(f"<td class=\"{_heat(row[c])}\">{row[c] or ''}</td>" for c in host_checks)
-                       + f"<td class=\"{_heat(sum(row.values()))}\">{sum(row.values())}</td></tr>")
-        out.append("</table>")
-    if doc.get("waivers"):
-        out.append("<h2>Waivers</h2><table><tr><th>#</th><th>Check</th><th>Object</th><th>Status</th><th>Approver</th>"
-                   "<th>Ticket</th><th>Expires</th><th>Justification</th><th>Waived</th></tr>")
-        for w in doc["waivers"]:
-            out.append(f"<tr><td>{w['index']}</td><td>{e(w['check'])}</td><td>{e(w['object'])}</td>"
-                       f"<td class=\"{'waived' if w['status'] == 'applied' else 'fail'}\">{e(w['status'])}</td>"
-                       f"<td>{e(w['approver'])}</td><td>{e(w['ticket'])}</td><td>{e(w['expires'])}</td>"
-                       f"<td>{e(w['justification'])}</td><td>{len(w['matched'])}</td></tr>")
-        out.append("</table>")
-    out.append("<h2>Findings</h2>")
-    findings: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in results:
-        if r["outcome"] in NOT_PASSING:
-            findings[r["check"]].append(r)
-    if not findings:
-        out.append("<p>None.</p>")
-    for cid in sorted(findings):
-        rows = findings[cid]
-        first = rows[0]
-        fixes = any(r.get("remedy") for r in rows)
-        out.append(f"<h3>{e(cid)} — {e(first['title'])} ({len(rows)})</h3><p><b>Remediation:</b> "
-                   f"{e(first.get('guidance') or first['remediation'])}<br><b>Source:</b> {e(first['source'])}</p>"
-                   "<table><tr><th>Object</th><th>Host</th><th>Outcome</th><th>Observed</th><th>Required</th>"
-                   + ("<th>Fix for this object</th>" if fixes else "") + "</tr>"
-                   + "".join(f"<tr><td>{e(r['object'])}</td><td>{e(r.get('host', ''))}</td>"
-                             f"<td class=\"{r['outcome']}\">{e(r['outcome'])}</td><td>{e(r['observed'])}</td>"
-                             f"<td>{e(r['required'])}</td>" + (f"<td>{e(r.get('remedy', ''))}</td>" if fixes else "")
-                             + "</tr>" for r in rows) + "</table>")
-    out.append("</body></html>")
-    return "\n".join(out)
+def scope_line(scope: dict[str, Any], lang: Language) -> str:
+    return lang("banner.scope", **{k: scope.get(k, "?") for k in
+                                   ("inventory", "vcenters", "esx_hosts", "vms", "dsm_computers", "checks", "results")})
 
 
-def _markdown(doc: dict[str, Any], results: list[dict[str, Any]], diff: Diff | None, limit: int = 200) -> str:
-    md = [f"# dsfleet summary — {doc['inventory']}", "",
-          f"Run {doc['started_utc']} → {doc['finished_utc']}, snapshot sha256 `{doc['snapshot_sha256']}`", "",
-          " · ".join(f"**{doc['counts'].get(o, 0)}** {o}" for o in OUTCOMES), ""]
-    if diff is not None:
-        md += ["## Against the baseline", "", f"`{diff.baseline}`: " +
-               ", ".join(f"**{n}** {k}" for k, n in diff.counts().items()), ""]
-        for title, rows in (("New failures", diff.new_failures), ("Fixed", diff.fixed)):
-            if rows:
-                md += [f"### {title}", ""] + [f"- {r['check']} `{r['object']}` ({r['outcome']}): {r['observed']}"
-                                              for r in rows[:limit]]
-                md += [f"- … {len(rows) - limit} more (summary.html)"] if len(rows) > limit else []
-                md.append("")
-    md += ["## Per check", "", "| check | severity | " + " | ".join(OUTCOMES) + " |",
-           "|---|---|" + "---|" * len(OUTCOMES)]
-    titles = {r["check"]: r["severity"] for r in results}
-    for cid, c in sorted(_group(results).items()):
-        md.append(f"| {cid} | {titles[cid]} | " + " | ".join(str(c.get(o, 0)) for o in OUTCOMES) + " |")
-    waivers = [w for w in doc.get("waivers", []) if w["status"] != "applied"]
-    if waivers:
-        md += ["", "## Waivers needing attention", ""] + [
-            f"- #{w['index']} {w['check']} `{w['object']}` ({w['ticket']}): **{w['status']}**" for w in waivers]
-    rows = [r for r in results if r["outcome"] in NOT_PASSING]
-    md += ["", f"## Findings ({len(rows)})", ""]
-    md += [f"- **{r['check']}** `{r['object']}` — {r['outcome']}: {r['observed']}" for r in rows[:limit]]
-    if len(rows) > limit:
-        md.append(f"- … {len(rows) - limit} more in summary.html / results.json")
-    return "\n".join(md) + "\n"
+def markdown(view: dict[str, Any]) -> str:
+    """summary.md: the same order as the page, each check's list capped so the page fits GITHUB_BUDGET."""
+    for cap in MD_CAPS:
+        text = _ENV.get_template("summary.md.j2").render(view, cap=cap, clip=_clip, cell=_md_cell,
+                                                         budget=GITHUB_BUDGET)
+        if len(text.encode("utf-8")) <= GITHUB_BUDGET:
+            return text
+    return text

@@ -35,6 +35,7 @@ VCSIM_SRC = ROOT / "lab" / "vcsim" / "main.go"
 VCSIM_BIN = ROOT / ".cache" / "dsfleet-vcsim"
 VC_HOST, DSM_HOST, AU_HOST, PROXY_HOST = "127.0.20.1", "127.0.20.2", "127.0.20.5", "127.0.20.6"
 FAULT_HOST, CATCHER_HOST, REFUSED_HOST = "127.0.20.7", "127.0.20.8", "127.0.20.9"
+NSX_HOST, NSX_USER, ENV_NSX_PASSWORD = "127.0.20.4", "dsfleet-audit", "DSFLEET_LAB_NSX_PASSWORD"
 WRONG_NAME = "another-host.lab.invalid"  # the name on the wrong-name endpoint's certificate
 MITMDUMP = ROOT / ".cache" / "mitmproxy" / "bin" / "mitmdump"
 TINYPROXY = Path("/usr/bin/tinyproxy")
@@ -81,17 +82,18 @@ class Lab:
         stop_dir(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.env = {ENV_DSM_KEY: secrets.token_urlsafe(24), ENV_VC_PASSWORD: secrets.token_urlsafe(18),
-                    ENV_GUEST_PASSWORD: secrets.token_urlsafe(18), ENV_SOAP_PASSWORD: secrets.token_urlsafe(18)}
+                    ENV_GUEST_PASSWORD: secrets.token_urlsafe(18), ENV_SOAP_PASSWORD: secrets.token_urlsafe(18),
+                    ENV_NSX_PASSWORD: secrets.token_urlsafe(18)}
         ca = self.ca = trustme.CA(organization_name="dsfleet lab CA")
         (self.dir / "faults.json").unlink(missing_ok=True)
         ca.cert_pem.write_to_path(str(self.dir / "ca.pem"))
-        for name, host in (("vcenter", VC_HOST), ("dsm", DSM_HOST)):
+        for name, host in (("vcenter", VC_HOST), ("dsm", DSM_HOST), ("nsx", NSX_HOST)):
             self._issue(name, host)
         self._write_ssh_material()
         if self.windows_transport == "winrm":
             ips = [e["address"] for e in self.fleet.ssh_endpoints() if e["role"] == "windows"]
             self._issue("winrm", *ips)
-        for ready in ("vcenter.ready", "dsm.ready", "ssh.ready", "winrm.ready", "au.ready"):
+        for ready in ("vcenter.ready", "dsm.ready", "ssh.ready", "winrm.ready", "au.ready", "nsx.ready"):
             (self.dir / ready).unlink(missing_ok=True)
         log = open(self.dir / "lab.log", "ab")
         # The update source first: the DSM's settings and the proxies need its address.
@@ -100,7 +102,7 @@ class Lab:
         vc_spec = {"listen": f"{VC_HOST}:0", "user": VC_USER, "cert": str(self.dir / "vcenter-cert.pem"),
                    "key": str(self.dir / "vcenter-key.pem"), "delay_ms": self.vc_delay_ms,
                    "ready_file": str(self.dir / "vcenter.ready"), "clusters": self.fleet.vcsim_clusters(),
-                   "request_log": str(self.dir / "requests-vcenter.log")}
+                   "request_log": str(self.dir / "requests-vcenter.log"), "moref_file": str(self.dir / "morefs.json")}
         (self.dir / "vcenter.json").write_text(json.dumps(vc_spec))
         dsm_config = {"host": DSM_HOST, "port": 0, "cert": str(self.dir / "dsm-cert.pem"),
                       "key": str(self.dir / "dsm-key.pem"), "ready_file": str(self.dir / "dsm.ready"),
@@ -124,6 +126,14 @@ class Lab:
         dsm_env = dict(os.environ, **{ENV_DSM_KEY: self.env[ENV_DSM_KEY], ENV_SOAP_PASSWORD: self.env[ENV_SOAP_PASSWORD]})
         self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.dsm_server", str(self.dir / "dsm.json")],
                                            cwd=ROOT, env=dsm_env, stdout=log, stderr=log, start_new_session=True))
+        (self.dir / "nsx.json").write_text(json.dumps({
+            "host": NSX_HOST, "cert": str(self.dir / "nsx-cert.pem"), "key": str(self.dir / "nsx-key.pem"),
+            "ready_file": str(self.dir / "nsx.ready"), "user": NSX_USER, "morefs": str(self.dir / "morefs.json"),
+            # Scenario fleets page by 2 so every list really pages; benchmark fleets by NSX's own 1000.
+            "page_size": 2 if len(self.fleet.vms) <= 100 else 1000, **self.fleet.nsx_policy()}))
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.nsx_server", str(self.dir / "nsx.json")],
+                                           cwd=ROOT, env=dict(os.environ, **{ENV_NSX_PASSWORD: self.env[ENV_NSX_PASSWORD]}),
+                                           stdout=log, stderr=log, start_new_session=True))
         ssh_env = dict(os.environ, **{ENV_GUEST_PASSWORD: self.env[ENV_GUEST_PASSWORD]})
         self.procs.append(subprocess.Popen([sys.executable, "-m", "lab.ssh_server", str(self.dir / "ssh.json")],
                                            cwd=ROOT, env=ssh_env, stdout=log, stderr=log, start_new_session=True))
@@ -135,6 +145,7 @@ class Lab:
             vc_url = self._wait("vcenter.ready", timeout_s)
             dsm_url = self._wait("dsm.ready", timeout_s)
             self._wait("ssh.ready", timeout_s)
+            self.nsx_url = self._wait("nsx.ready", timeout_s)
             if self.windows_transport == "winrm":
                 self._wait("winrm.ready", timeout_s)
         except BaseException:
@@ -203,7 +214,7 @@ class Lab:
         endpoints = self.fleet.ssh_endpoints()
         (self.dir / "known_hosts").write_text("".join(f"[{e['address']}]:{SSH_PORT} {public}\n" for e in endpoints))
         # Real ESXi hosts are reached by the name vCenter knows them by; here that name maps to its address.
-        names = {**self.fleet.host_address, **self.fleet.relay_addresses()}
+        names = {**self.fleet.host_address, **self.fleet.relay_addresses(), **self.fleet.windows_agent_addresses()}
         (self.dir / "ssh_config").write_text("".join(f"Host {host}\n    HostName {addr}\n"
                                                      for host, addr in names.items()))
         (self.dir / "ssh.json").write_text(json.dumps({
@@ -270,13 +281,15 @@ class Lab:
                     "tls": {"verify": True, "ca_bundle": "ca.pem"}},
             "vcenters": [{"name": "lab-vc", "url": vc_url, "user": VC_USER, "password_env": ENV_VC_PASSWORD,
                           "tls": {"verify": True, "ca_bundle": "ca.pem"}}],
-            "nsx": self.fleet.nsx,
+            "nsx": {"type": self.fleet.nsx, "url": self.nsx_url, "user": NSX_USER, "password_env": ENV_NSX_PASSWORD,
+                    "tls": {"verify": True, "ca_bundle": "ca.pem"}},
             "remote": {
                 "known_hosts": "known_hosts", "ssh_config": "ssh_config", "concurrency": 64,
                 "connect_timeout_s": 5, "command_timeout_s": 5,
                 "esxi": {"user": "root", "port": SSH_PORT, "key_file": "client_key"},
                 "dsva": {"user": "dsva", "port": SSH_PORT, "key_file": "client_key"},
                 "relay": {"user": "dsrelay", "port": SSH_PORT, "key_file": "client_key"},
+                "windows_agent": {"user": "Administrator", "port": SSH_PORT, "password_env": ENV_GUEST_PASSWORD},
                 "windows": ({"transport": "ssh", "user": "Administrator", "port": SSH_PORT,
                              "password_env": ENV_GUEST_PASSWORD} if self.windows_transport == "ssh" else
                             {"transport": "winrm", "user": "Administrator", "port": 5986, "winrm_auth": "basic",
@@ -289,6 +302,7 @@ class Lab:
         inv["events"] = {"source": "soap", "soap_user": SOAP_USER, "soap_password_env": ENV_SOAP_PASSWORD}
         if self.spec.get("inventory_relay_groups"):
             inv["relay_groups"] = self.fleet.relay_groups
+        inv.update(self.spec.get("inventory") or {})  # keys the scenario adds as they are (e.g. offline_segments)
         header = f"# Written by `python -m lab up {self.fleet.name}`: the lab scenario's inventory.\n"
         self.inventory_path.write_text(header + yaml.safe_dump(inv, sort_keys=False))
 

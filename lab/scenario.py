@@ -21,9 +21,22 @@ PLATFORMS = {
     "linux": "Red Hat Enterprise 9 (64 bit) (5.14.0-284.30.1.el9_2.x86_64)",
     "dsva": "Red Hat Enterprise 7 (64 bit) (3.10.0-1160.105.1.el7.x86_64)",
     "unix": "Solaris 11 (64 bit) (SPARC)",
+    "windows2012r2": "Microsoft Windows Server 2012 R2 (64 bit)  Build 9600",
 }
+# Windows agents and relays answer certutil and Get-HotFix (WIN-001): by default every root, and the updates of
+# their Windows build; a scenario's windows_agents changes that per computer (lab/ssh_server.py ROOT_SETS).
+DEFAULT_HOTFIXES = {"windows": ["KB5005619", "KB5034129"], "windows2012r2": ["KB5006714", "KB2919355"]}
 GUEST = {"windows": ("windows2019srv_64Guest", "windowsGuest"), "linux": ("rhel9_64Guest", "linuxGuest"),
          "dsva": ("rhel7_64Guest", "linuxGuest")}
+
+
+# securityUpdates.antiMalware of an agent: (component, version now, version before the last update), per platform.
+AM_COMPONENTS = (("Virus Pattern", "19.583.00", "19.571.00"), ("Spyware/Grayware Pattern", "2.999.00", "2.987.00"),
+                 ("Advanced Threat Scan Engine", "23.600.1008", "23.580.1006"))
+# The KB's failure, as the DSM records it in the computer's update status (events 2205 / 9017, error -24).
+UPDATE_FAILED = ("Anti-Malware Component Update Failed (Error Code: -24, "
+                 "IAURELAY_STATUS_DIGITAL_SIGNATURE_CERT_EXPIRE)")
+UPDATED_HOURS_AGO = 3  # a healthy computer's last security update
 
 
 def dotted(build: str) -> str:
@@ -49,6 +62,8 @@ class LabVm:
     ssh: str = "up"  # up | down (unreachable) | stall (answers nothing)
     agent: str = "running"  # ds_agent on a DSVA: running | stopped
     installed_build: str | None = None  # the DSVA's rpm, when it differs from what the DSM reports
+    nsx_tag: bool = True  # a Windows guest carries the security tag its cluster's endpoint protection group matches
+    instance_uuid: str = ""  # config.instanceUuid (NSX-T reports it as the VM's external id)
 
 
 @dataclass
@@ -67,12 +82,29 @@ class LabFleet:
     url_suffix: str = ""  # "//": seed 000's TLS-bypass workaround on the update URL
     cert_expire: list[str] = field(default_factory=list)  # computers with 2205 / 9017 -24 events
     transient: list[str] = field(default_factory=list)  # computers with a 9017 error code 11 after install
+    windows_agents: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → {roots, hotfixes} (WIN-001)
 
     def relay_addresses(self) -> dict[str, str]:
         """Each relay's DSM host name → its own loopback address (its SSH endpoint)."""
         relays = [c["hostName"] for c in self.computers
                   if c.get("computerSettings", {}).get("platformSettingRelayState", {}).get("value") == "true"]
         return {name: _address(21, i) for i, name in enumerate(relays)}
+
+    def windows_agent_state(self) -> dict[str, dict[str, Any]]:
+        """Each Windows agent's and relay's DSM host name → its roots preset and hotfix list."""
+        out = {}
+        for c in self.computers:
+            kind = next((k for k, v in PLATFORMS.items() if v == c["platform"] and k.startswith("windows")), None)
+            if kind is None or c.get("applianceFingerPrint") or c["agentVersion"] == "0.0.0.0":
+                continue
+            state = {"roots": "all-present", "hotfixes": DEFAULT_HOTFIXES[kind]}
+            out[c["hostName"]] = {**state, **self.windows_agents.get(c["displayName"], {})}
+        return out
+
+    def windows_agent_addresses(self) -> dict[str, str]:
+        """Each Windows agent's (not relay's: those have theirs) DSM host name → its own loopback address."""
+        names = [n for n in self.windows_agent_state() if n not in self.relay_addresses()]
+        return {name: _address(22, i) for i, name in enumerate(names)}
 
     def events(self, now: dt.datetime) -> list[dict[str, Any]]:
         """System events in the DSM's shape: a 2205 (embedding 9017, -24) per affected computer, spread over the
@@ -104,8 +136,12 @@ class LabFleet:
         out: list[dict[str, Any]] = [{"address": addr, "role": "esxi", "name": host,
                                       "mux": "stopped" if host in self.mux_stopped else "running"}
                                      for host, addr in self.host_address.items()]
+        agents = self.windows_agent_state()
         for name, addr in self.relay_addresses().items():
-            out.append({"address": addr, "role": "relay", "name": name, "update": self.proxy})
+            out.append({"address": addr, "role": "relay", "name": name, "update": self.proxy,
+                        **({"windows_agent": agents[name]} if name in agents else {})})
+        for name, addr in self.windows_agent_addresses().items():
+            out.append({"address": addr, "role": "windows_agent", "name": name, "windows_agent": agents[name]})
         for vm in self.vms:
             if vm.kind == "dsva":
                 out.append({"address": vm.ip, "role": "dsva", "name": vm.name, "agent": vm.agent,
@@ -114,6 +150,24 @@ class LabFleet:
                 out.append({"address": vm.ip, "role": "windows", "name": vm.name, "vsepflt": vm.vsepflt,
                             "vmci": vm.vmci, "ssh": vm.ssh})
         return out
+
+    def nsx_policy(self) -> dict[str, Any]:
+        """The NSX-T endpoint protection policy (lab/nsx_server.py's config): one rule per cluster applying the
+        Deep Security service profile to the cluster's group, whose members are its Windows guests with the tag."""
+        profile = "/infra/service-references/Trend-Micro-Deep-Security/service-profiles/Default-EBT"
+        groups = {cl: f"/infra/domains/default/groups/DS-{cl}" for cl in self.clusters}
+        cluster_of = {h: cl for cl, hosts in self.clusters.items() for h in hosts}
+        members: dict[str, list[dict[str, Any]]] = {path: [] for path in groups.values()}
+        for n, vm in enumerate(self.vms, 1):
+            if vm.kind == "windows" and vm.nsx_tag:
+                members[groups[cluster_of[vm.host]]].append({
+                    "name": vm.name, "host": vm.host, "instance_uuid": vm.instance_uuid, "bios_uuid": vm.uuid,
+                    "moref_on_host": str(n), "power_state": {"poweredOn": "VM_RUNNING", "suspended": "VM_SUSPENDED"}
+                    .get(vm.power, "VM_STOPPED")})
+        rules = [{"id": f"protect-{cl}", "display_name": f"Deep Security {cl}", "sequence": i, "groups": [path],
+                  "service_profiles": [profile]} for i, (cl, path) in enumerate(groups.items(), 1)]
+        return {"policies": [{"id": "deep-security", "domain": "default", "display_name": "Deep Security agentless",
+                              "sequence": 1, "rules": rules}], "members": members}
 
     def vcsim_clusters(self) -> list[dict[str, Any]]:
         by_host: dict[str, list[LabVm]] = {}
@@ -127,7 +181,7 @@ def _vcsim_vm(vm: LabVm) -> dict[str, Any]:
     guest_id, family = GUEST[vm.kind]
     return {"name": vm.name, "uuid": vm.uuid, "guest_id": guest_id, "guest_family": family, "power": vm.power,
             "tools_running": vm.tools_running, "tools_version": vm.tools_version,
-            "guest_hostname": vm.name.lower(), "ip": vm.ip}
+            "guest_hostname": vm.name.lower(), "ip": vm.ip, "instance_uuid": vm.instance_uuid}
 
 
 def _event(sid: int, when: dt.datetime, event_id: int, name: str, computer: dict[str, Any],
@@ -194,6 +248,14 @@ def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | No
                 vms.append(LabVm(f"LNX-{n:02d}-{i:02d}", host, "linux", _uuid(host, f"lnx{i}"),
                                  build=builds["linux_agent"], ip=_address(50, guests)))
                 guests += 1
+    for extra in spec.get("extra_vms") or []:  # one more guest on a host, leaving every other VM as it was
+        if extra["host"] not in host_address:
+            raise SystemExit(f"scenario {spec['name']}: extra_vms: {extra['name']}: expected a host of the scenario")
+        vms.append(LabVm(extra["name"], extra["host"], "windows", _uuid(extra["host"], extra["name"]),
+                         ip=_address(50, guests)))
+        guests += 1
+    for vm in vms:
+        vm.instance_uuid = _uuid(vm.host, f"{vm.name}/instance")
     by_name = {vm.name: vm for vm in vms}
     for host in faults.get("hosts_engine_offline") or []:
         for vm in vms:
@@ -213,6 +275,7 @@ def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | No
     fleet.proxy, fleet.url_suffix = update.get("proxy", "plain"), update.get("url_suffix", "")
     events = spec.get("events") or {}
     fleet.cert_expire, fleet.transient = list(events.get("cert_expire", [])), list(events.get("transient", []))
+    fleet.windows_agents = dict(spec.get("windows_agents") or {})
     group_of_vms = spec.get("vm_relay_group", 0)
     next_id = 1
     for group in spec.get("relay_groups") or []:
@@ -231,7 +294,34 @@ def build(spec: dict[str, Any], hosts: int | None = None, vms_per_host: int | No
             continue
         fleet.computers.append(_vm_record(next_id, vm, group_of_vms))
         next_id += 1
+    _security_updates(fleet, spec.get("security_updates") or {})
     return fleet
+
+
+def _security_updates(fleet: LabFleet, spec: dict[str, Any]) -> None:
+    """Every agent's last security update: successful, current and recent, unless the scenario says otherwise
+    (``failed``: update status error with the KB's message; ``stale``: anti-malware components not the latest;
+    ``hours_ago``: name → hours since the last change)."""
+    now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    by_name = {c["displayName"]: c for c in fleet.computers if "agentFingerPrint" in c and c["agentFingerPrint"]}
+    named = [*spec.get("failed", []), *spec.get("stale", []), *(spec.get("hours_ago") or {})]
+    for name in named:
+        if name not in by_name:
+            raise SystemExit(f"scenario {fleet.name}: security_updates: {name}: expected a computer with an agent")
+    hours_ago = spec.get("hours_ago") or {}
+    for name, record in by_name.items():
+        failed, stale = name in spec.get("failed", []), name in spec.get("stale", [])
+        platform = next((f"{os} (64 bit)" for os in ("Windows", "Solaris") if os in record["platform"]),
+                        "Linux (64 bit)")
+        record["securityUpdates"] = {
+            "updateStatus": {"status": "error", "statusMessage": UPDATE_FAILED} if failed else
+            {"status": "active", "statusMessage": "Up-to-date"},
+            "lastChanged": now_ms - int(hours_ago.get(name, UPDATED_HOURS_AGO) * 3_600_000),
+            "antiMalware": [{"name": comp, "forUseBy": f"Deep Security Agent {record['agentVersion']}",
+                             "platform": platform, "version": old if stale and i == 0 else new,
+                             "latest": not (stale and i == 0)}
+                            for i, (comp, new, old) in enumerate(AM_COMPONENTS)],
+        }
 
 
 def _uuid(host: str, what: str) -> str:

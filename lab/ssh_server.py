@@ -102,6 +102,57 @@ class Faults:
         return self.modes.get(address)
 
 
+# Windows agents and relays (WIN-001): root certificates as certutil lists them (sha1, serial, subject, dates).
+ROOTS = {
+    "ms-2011": ("8f43288ad272f3103b6fb1428485ea3014c0bcfe", "3f8bc8b5fc9fb29643b569d66c42e144",
+                "CN=Microsoft Root Certificate Authority 2011, O=Microsoft Corporation, L=Redmond, S=Washington, C=US",
+                "3/22/2011 3:05 PM", "3/22/2036 3:13 PM"),
+    "digicert-assured": ("0563b8630d62d75abbc8ab1e4bdfb5a899b24d43", "0ce7e0e517d846fe8fe560fc1bf03039",
+                         "CN=DigiCert Assured ID Root CA, OU=www.digicert.com, O=DigiCert Inc, C=US",
+                         "11/10/2006 9:00 AM", "11/10/2031 9:00 AM"),
+    "digicert-g2": ("df3c24f9bfd666761b268073fe06d1cc8d4f82a4", "033af1e6a711a9a0bb2864b11d09fae5",
+                    "CN=DigiCert Global Root G2, OU=www.digicert.com, O=DigiCert Inc, C=US",
+                    "8/1/2013 9:00 PM", "1/15/2038 9:00 PM"),
+    "digicert-g3": ("7e04de896a3e666d00e687d33ffad93be83d349e", "055556bcf25ea43535c3a40fd5ab4572",
+                    "CN=DigiCert Global Root G3, OU=www.digicert.com, O=DigiCert Inc, C=US",
+                    "8/1/2013 9:00 PM", "1/15/2038 9:00 PM"),
+    "digicert-g4": ("ddfb16cd4931c973a2037d3fc83a4d7d775d05e4", "059b1b579e8e2132e23907bda777755c",
+                    "CN=DigiCert Trusted Root G4, OU=www.digicert.com, O=DigiCert Inc, C=US",
+                    "8/1/2013 9:00 PM", "1/15/2038 9:00 PM"),
+    "ms-identity-2020": ("f40042e2e5f7e8ef8189fed15519aece42c3bfa2", "5498d2d1d45b1995481379c811c08799",
+                         "CN=Microsoft Identity Verification Root Certificate Authority 2020, O=Microsoft Corporation, "
+                         "C=US", "4/16/2020 1:36 PM", "4/16/2045 1:44 PM"),
+}
+# Scenario presets: every root; the ACS root missing; a set imported by hand years ago (older Windows, whose
+# certutil writes the hash as spaced byte pairs).
+ROOT_SETS = {"all-present": (tuple(ROOTS), False), "acs-root-missing": (tuple(r for r in ROOTS if r !=
+                                                                               "ms-identity-2020"), False),
+             "old-manual-import": (("ms-2011", "digicert-assured"), True)}
+AGENT_COMMANDS = ("certutil -store Root", "powershell -NoProfile -NonInteractive -Command Get-HotFix")
+
+
+def certutil_store(preset: str) -> tuple[str, int]:
+    names, spaced = ROOT_SETS[preset]
+    lines = ['Root "Trusted Root Certification Authorities"']
+    for n, name in enumerate(names):
+        sha1, serial, subject, before, after = ROOTS[name]
+        shown = " ".join(sha1[i:i + 2] for i in range(0, 40, 2)) if spaced else sha1
+        lines += [f"================ Certificate {n} ================", f"Serial Number: {serial}",
+                  f"Issuer: {subject}", f" NotBefore: {before}", f" NotAfter: {after}", f"Subject: {subject}",
+                  "Signature matches Public Key", "Root Certificate: Subject matches Issuer",
+                  f"Cert Hash(sha1): {shown}", "No key provider information",
+                  "Cannot find the certificate and private key for decryption.", ""]
+    lines.append("CertUtil: -store command completed successfully.")
+    return "\r\n".join(lines) + "\r\n", 0
+
+
+def get_hotfix(host: str, kbs: list[str]) -> tuple[str, int]:
+    system = "NT AUTHORITY\\SYSTEM"
+    rows = [f"{host[:13]:<14}{'Security Update':<17}{kb:<14}{system:<21}9/14/2021 12:00:00 AM" for kb in kbs]
+    head = ["", "Source        Description      HotFixID      InstalledBy          InstalledOn",
+            "------        -----------      --------      -----------          -----------"]
+    return "\r\n".join(head + rows + ["", ""]), 0
+
 def log_command(path: Path, address: str, user: str, command: str) -> None:
     """One line per command, rejected ones included (O_APPEND keeps concurrent lines whole)."""
     with open(path, "a", encoding="utf-8") as f:
@@ -114,7 +165,7 @@ def garbled() -> str:
 
 def encode(endpoint: dict[str, Any], mode: str | None, text: str) -> bytes:
     """A Windows guest writes in its console code page; the Linux hosts in UTF-8."""
-    if endpoint["role"] != "windows":
+    if endpoint["role"] != "windows" and "windows_agent" not in endpoint:
         return text.encode()
     return text.encode(LOCALES.get(mode, LOCALES[None]).codec, errors="replace")
 
@@ -133,6 +184,13 @@ def answer(endpoint: dict[str, Any], command: str, nsx: str, mode: str | None = 
     role = endpoint["role"]
     if mode == "garbled":
         return garbled(), 0
+    agent = endpoint.get("windows_agent")  # a Windows agent or relay (WIN-001), also on a relay's endpoint
+    if agent is not None and (command in AGENT_COMMANDS or command == "chcp"):
+        if command == "chcp":
+            return LOCALES.get(mode, LOCALES[None]).chcp + "\r\n", 0
+        if command == AGENT_COMMANDS[0]:
+            return certutil_store(agent.get("roots", "all-present"))
+        return get_hotfix(endpoint["name"].upper(), agent["hotfixes"])
     if role == "windows":
         locale = LOCALES.get(mode, LOCALES[None])
         if command == "chcp":
@@ -181,7 +239,7 @@ async def run_curl(command: str, lab_dir: Path) -> tuple[bytes, bytes, int]:
 
 
 def server_class(endpoint: dict[str, Any], password: str) -> type[asyncssh.SSHServer]:
-    windows = endpoint["role"] == "windows"
+    windows = endpoint["role"] == "windows" or "windows_agent" in endpoint  # password logins, as OpenSSH on Windows
 
     class Server(asyncssh.SSHServer):
         def begin_auth(self, username: str) -> bool:
@@ -194,7 +252,7 @@ def server_class(endpoint: dict[str, Any], password: str) -> type[asyncssh.SSHSe
             return windows and username == "Administrator" and pw == password
 
         def public_key_auth_supported(self) -> bool:
-            return not windows
+            return endpoint["role"] not in ("windows", "windows_agent")  # a Windows relay also takes the relay key
 
     return Server
 

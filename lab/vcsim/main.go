@@ -33,6 +33,7 @@ import (
 type vmSpec struct {
 	Name          string `json:"name"`
 	UUID          string `json:"uuid"`
+	InstanceUUID  string `json:"instance_uuid"` // config.instanceUuid (NSX-T's external id of the VM)
 	GuestID       string `json:"guest_id"`
 	GuestFamily   string `json:"guest_family"`
 	Power         string `json:"power"`          // poweredOn | poweredOff | suspended
@@ -63,6 +64,8 @@ type fleetSpec struct {
 	// One line per request: the SOAP operation (the first element inside soap:Body), or
 	// "<METHOD> <path>" for anything that is not SOAP, so tests can prove the suite only reads.
 	RequestLog string `json:"request_log"`
+	// Written before the ready file: {"<VM name>": "<moref>"}, what NSX-V reports a VM by (lab/nsx_server.py).
+	MorefFile string `json:"moref_file"`
 }
 
 func must(err error, what string) {
@@ -145,6 +148,7 @@ func build(ctx context.Context, c *vim25.Client, spec fleetSpec, scratch string)
 	}
 	folders, err := dc.Folders(ctx)
 	must(err, "datacenter folders")
+	morefs := map[string]string{}
 	for _, cl := range spec.Clusters {
 		cluster, err := folders.HostFolder.CreateCluster(ctx, cl.Name, types.ClusterConfigSpecEx{})
 		must(err, "create cluster "+cl.Name)
@@ -159,9 +163,14 @@ func build(ctx context.Context, c *vim25.Client, spec fleetSpec, scratch string)
 			// Each host gets its own local datastore, as a real ESXi host's local disk.
 			ds := localDatastore(ctx, host, scratch, h.Name)
 			for _, v := range h.VMs {
-				createVM(ctx, c, folders.VmFolder, pool, host, ds, v)
+				morefs[v.Name] = createVM(ctx, c, folders.VmFolder, pool, host, ds, v)
 			}
 		}
+	}
+	if spec.MorefFile != "" {
+		data, err := json.Marshal(morefs)
+		must(err, "encode morefs")
+		must(os.WriteFile(spec.MorefFile, data, 0o644), "write moref file")
 	}
 }
 
@@ -177,12 +186,13 @@ func localDatastore(ctx context.Context, host *object.HostSystem, scratch, hostN
 }
 
 func createVM(ctx context.Context, c *vim25.Client, folder *object.Folder, pool *object.ResourcePool,
-	host *object.HostSystem, ds string, v vmSpec) {
+	host *object.HostSystem, ds string, v vmSpec) string {
 	cfg := types.VirtualMachineConfigSpec{
-		Name:    v.Name,
-		GuestId: v.GuestID,
-		Uuid:    v.UUID,
-		Files:   &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", ds)},
+		Name:         v.Name,
+		GuestId:      v.GuestID,
+		Uuid:         v.UUID,
+		InstanceUuid: v.InstanceUUID,
+		Files:        &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", ds)},
 	}
 	task, err := folder.CreateVM(ctx, cfg, pool, host)
 	must(err, "create vm "+v.Name)
@@ -230,6 +240,7 @@ func createVM(ctx context.Context, c *vim25.Client, folder *object.Folder, pool 
 		obj.Guest.IpAddress = v.IP
 		obj.Summary.Guest.IpAddress = v.IP
 	}
+	return ref.Value
 }
 
 // logRequests wraps the simulator's handler: it appends each request's operation to path, then serves it.

@@ -148,3 +148,31 @@ def test_every_request_is_logged_and_counted_whatever_its_method(start_lab: Any)
                 "GET /no/such/path", "POST /api/computers/1"]
     assert log[-7:] == [*expected, "GET /__lab/stats"]
     assert all(stats["calls"][line] == 1 for line in expected) and stats["total"] == len(log)
+
+
+def test_security_updates_deserialize_and_reduce_as_the_sdk_reads_them(start_lab: Any) -> None:
+    """UPD-005's facts: the SDK's SecurityUpdates / UpdateStatus / Component models read what the stand-in
+    serves, in the same paged search, and dsfleet's reduction agrees with them field by field."""
+    lab = start_lab("update-failed")
+    api = deepsecurity.ComputersApi(sdk(lab))
+    everyone = api.search_computers("v1", search_filter=deepsecurity.SearchFilter(
+        max_items=5000, search_criteria=[deepsecurity.SearchCriteria(id_value=0, id_test="greater-than")],
+        sort_by_object_id=True), expand=deepsecurity.Expand(*DSM_EXPAND).list()).computers
+    ours = {c.id: c for c in (computer_from_api(raw, n) for n, raw in
+                              enumerate(lab_client(lab).search_computers(DSM_EXPAND), 1))}
+    takers = [c for c in everyone if c.security_updates is not None]
+    assert {c.display_name for c in takers} >= {"relay-01", "relay-02", "app-win-01", "LNX-02-01"}
+    for c in takers:
+        mine = ours[c.id]
+        assert isinstance(c.security_updates.last_changed, int) and not mine.problems
+        assert (mine.update_status, mine.update_message, mine.update_last_changed_ms) == (
+            c.security_updates.update_status.status, c.security_updates.update_status.status_message,
+            c.security_updates.last_changed)
+        assert [(m.name, m.version, m.latest, m.platform) for m in mine.am_components] == [
+            (m.name, m.version, m.latest, m.platform) for m in c.security_updates.anti_malware]
+    relay = next(c for c in takers if c.display_name == "relay-02")
+    assert relay.security_updates.update_status.status == "error"
+    assert "IAURELAY_STATUS_DIGITAL_SIGNATURE_CERT_EXPIRE" in relay.security_updates.update_status.status_message
+    assert [m.latest for m in relay.security_updates.anti_malware] == [False, True, True]
+    # Only when asked for: securityUpdates is an expandable part of the record.
+    assert api.describe_computer(relay.id, "v1", expand=["computerStatus"]).security_updates is None

@@ -17,8 +17,8 @@ from dsfleet import inventory, manifest, snapshot, waivers
 from dsfleet.baseline import RESULTS_VERSION, Diff, load_results
 from dsfleet.errors import InputError
 from dsfleet.gather import _background, _by
-from fixtures.report import EVIDENCE_INCOMPLETE, exit_code
-from fixtures.session import _new_run_dir
+from dsfleet.fixtures.report import EVIDENCE_INCOMPLETE, exit_code
+from dsfleet.fixtures.session import _new_run_dir
 
 from .test_inventory import minimal
 from .test_snapshot_join import sample
@@ -99,10 +99,9 @@ def test_snapshot_integrity_against_the_manifest_beside_it(tmp_path: Path) -> No
     assert manifest.snapshot_integrity(path, edited).startswith("mismatch: snapshot.json was changed after the run")
 
 
-def test_run_folders_started_in_the_same_second_differ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fixtures.session.REPORTS", tmp_path)
+def test_run_folders_started_in_the_same_second_differ(tmp_path: Path) -> None:
     now = dt.datetime(2026, 11, 22, 5, 0, 0, tzinfo=dt.timezone.utc)
-    folders = {_new_run_dir(now) for _ in range(3)}
+    folders = {_new_run_dir(now, tmp_path) for _ in range(3)}
     assert sorted(p.name for p in folders) == ["20261122T050000Z", "20261122T050000Z-1", "20261122T050000Z-2"]
 
 
@@ -112,7 +111,8 @@ def test_run_folders_started_in_the_same_second_differ(tmp_path: Path, monkeypat
     (1, {"fail": 1, "error": 1}, None, "any", EVIDENCE_INCOMPLETE),  # incomplete evidence wins over findings
     (1, {"error": 1}, None, "any", EVIDENCE_INCOMPLETE),
     (1, {"fail": 1}, Diff(baseline="b"), "new", 0),  # known failures only
-    (1, {"fail": 1}, Diff(baseline="b", new_failures=[{}]), "new", 1),
+    (1, {"fail": 1}, Diff(baseline="b", new_failures=[{"outcome": "fail"}]), "new", 1),
+    (1, {"fail": 1}, Diff(baseline="b", new_failures=[{"outcome": "waived"}]), "new", 0),  # newly waived
     (4, {}, None, "any", 4),
     (2, {"fail": 1}, None, "any", 2),  # interrupted stays interrupted
 ])

@@ -4,8 +4,7 @@ failures, redirects refused, error texts, bodies cut short) and the reading of c
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
@@ -14,6 +13,8 @@ import pytest
 from dsfleet.dsm import DsmClient, parse_retry_after
 from dsfleet.errors import AuthError, GatherError
 from dsfleet.gather import computer_from_api, gather_dsm
+
+from .conftest import Serve
 
 Script = Callable[["Handler", dict[str, Any] | None], tuple[int, Any, dict[str, str]]]
 
@@ -46,20 +47,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[[Script], tuple[str, list[Any]]]]:
-    servers: list[ThreadingHTTPServer] = []
-
+def server(serve_http: Serve) -> Iterator[Callable[[Script], tuple[str, list[Any]]]]:
     def start(script: Script) -> tuple[str, list[Any]]:
         seen: list[Any] = []
-        handler = type("H", (Handler,), {"script": staticmethod(script), "seen": seen})
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}", seen
+        return serve_http(type("H", (Handler,), {"script": staticmethod(script), "seen": seen})), seen
 
     yield start
-    for srv in servers:
-        srv.shutdown()
 
 
 def client(url: str, sleeps: list[float] | None = None, **kw: Any) -> DsmClient:

@@ -42,6 +42,11 @@ def test_example_documents_every_key_and_loads(tmp_path: Path) -> None:
     assert inv.relay_groups[0].relays == ("relay-01.example.local", "relay-02.example.local")
     assert inv.update_proxy is not None and inv.tls_exceptions == []
     assert inv.deadline_s == 900
+    assert inv.security_update_max_age_h == 48
+    assert inv.nsx_manager == inventory.NsxManager("nsx-t", "https://nsx.example.local", "svc-dsfleet-audit",
+                                                   "DSFLEET_NSX_PASSWORD", inventory.Tls(True, None), 30.0, 1000)
+    assert inv.offline_segments == (inventory.OfflineSegment("plant-a", "relay-01.example.local",
+                                                             ("relay-plant-01.example.local",)),)
 
 
 def test_defaults_are_verifying_and_documented(tmp_path: Path) -> None:
@@ -85,6 +90,14 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
     ("vcenters.0.url", "vc.local", "vcenters[0].url", "an https:// URL of the vCenter"),
     ("vcenters.0.password_env", KeyError, "vcenters[0].password_env", "the name of an environment variable"),
     ("nsx", "nsx-x", "nsx", "one of nsx-v, nsx-t"),
+    ("nsx", {"type": "nsx-t"}, "nsx.url", "an https:// URL of the NSX Manager (required)"),
+    ("nsx", {"type": "nsx-x", "url": "https://nsx"}, "nsx.type", "one of nsx-v, nsx-t"),
+    ("nsx", {"type": "nsx-t", "url": "http://nsx", "user": "u", "password_env": "P"}, "nsx.url",
+     "an https:// URL of the NSX Manager"),
+    ("nsx", {"type": "nsx-t", "url": "https://nsx", "user": "u", "password_env": "P", "password": "x"},
+     "nsx.password", "no such key"),
+    ("nsx", {"type": "nsx-t", "url": "https://nsx", "user": "u", "password_env": "P", "page_size": 5000},
+     "nsx.page_size", "an integer from 1 to 1000"),
     ("scope", {"clusters": "cl-a"}, "scope.clusters", "a list of strings"),
     ("dsva", {"vm_name_pattern": "("}, "dsva.vm_name_pattern", "a regular expression"),
     ("relay_groups", [{"id": -1, "relays": []}], "relay_groups[0].id", "relayListID"),

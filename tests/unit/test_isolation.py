@@ -48,7 +48,9 @@ def test_particular_vms_are_case_a_with_their_causes() -> None:
     f = fleet({"WIN-1", "WIN-2"}, tools_off={"WIN-2"})
     verdict = isolate(f, host(f), "nsx-t")
     assert verdict.case == "A" and verdict.offline == ["WIN-1", "WIN-2"]
-    assert verdict.causes == ["WIN-1: drivers running; check its NSX security tag / policy",
+    assert verdict.causes == ["WIN-1: drivers running; configure nsx.url (nsx: {type, url, user, password_env}) in "
+                              "the inventory: the NSX Manager was not read, so its endpoint protection policy is "
+                              "unknown; check its NSX security tag / policy",
                               "WIN-2: VMware Tools is not running"]
 
 

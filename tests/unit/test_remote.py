@@ -30,13 +30,15 @@ def remote(**kw: object) -> RemoteAccess:
 
 def test_allowlist_is_read_only_status_queries() -> None:
     for command in ALLOWED:
-        assert command == "chcp" or command.startswith(("sc query ", "service ", "/opt/ds_agent/dsa_query -c Get",
-                                                        "rpm -q ", "/etc/init.d/")), command
+        assert command in ("chcp", "certutil -store Root",
+                           "powershell -NoProfile -NonInteractive -Command Get-HotFix") or command.startswith(
+            ("sc query ", "service ", "/opt/ds_agent/dsa_query -c Get", "rpm -q ", "/etc/init.d/")), command
         assert not any(word in command for word in ("restart", "stop", "start ", "config", "delete", ";", "&", "|"))
     assert commands_for("esxi", "nsx-v") == ("/etc/init.d/vShield-Endpoint-Mux status",)
     assert commands_for("esxi", "nsx-t") == ("/etc/init.d/nsx-context-mux status",)
     assert commands_for("windows", "nsx-t") == ("chcp", "sc query vsepflt", "sc query vmci")
-    assert set(COMMANDS) == {"windows", "dsva", "esxi:nsx-v", "esxi:nsx-t", "relay"} and COMMANDS["relay"] == ()
+    assert set(COMMANDS) == {"windows", "dsva", "esxi:nsx-v", "esxi:nsx-t", "relay", "windows_agent"}
+    assert COMMANDS["relay"] == ()
 
 
 def test_relay_probe_is_a_validated_get() -> None:

@@ -4,9 +4,8 @@ gateway error pages named, timeouts — against scripted pages and a local HTTP 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
@@ -15,6 +14,8 @@ import pytest
 
 from dsfleet.errors import GatherError
 from dsfleet.events import _retrieve, read_soap
+
+from .conftest import Serve
 
 WSDL = (Path(__file__).resolve().parents[2] / "lab" / "manager.wsdl").read_bytes()
 NOW = dt.datetime(2025, 9, 24, tzinfo=dt.timezone.utc)
@@ -82,9 +83,7 @@ Answer = Callable[[BaseHTTPRequestHandler], tuple[int, bytes, dict[str, str]]]
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[[Answer], tuple[str, list[tuple[str, str, bytes]]]]]:
-    servers: list[ThreadingHTTPServer] = []
-
+def server(serve_http: Serve) -> Iterator[Callable[[Answer], tuple[str, list[tuple[str, str, bytes]]]]]:
     def start(post: Answer) -> tuple[str, list[tuple[str, str, bytes]]]:
         seen: list[tuple[str, str, bytes]] = []
 
@@ -107,15 +106,9 @@ def server() -> Iterator[Callable[[Answer], tuple[str, list[tuple[str, str, byte
                 seen.append(("POST", self.path, self.rfile.read(int(self.headers["Content-Length"]))))
                 self._reply(*post(self))
 
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}", seen
+        return serve_http(Handler), seen
 
     yield start
-    for srv in servers:
-        srv.shutdown()
 
 
 def soap(url: str, timeout: float = 5) -> Any:
@@ -132,7 +125,7 @@ def test_a_redirect_is_refused_before_the_password_is_sent_on(server: Any) -> No
     assert [s[0] for s in seen] == ["GET", "POST"] and target_seen == []
 
 
-def test_a_redirected_wsdl_is_refused(server: Any) -> None:
+def test_a_redirected_wsdl_is_refused(server: Any, serve_http: Serve) -> None:
     target, target_seen = server(lambda h: (200, b"", {}))
 
     class Redirect(BaseHTTPRequestHandler):
@@ -145,14 +138,9 @@ def test_a_redirected_wsdl_is_refused(server: Any) -> None:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(GatherError, match=r"^cannot load the DSM SOAP WSDL from .*\?WSDL: the DSM answered 302 "
-                                              f"redirecting to {target.removeprefix('http://')}: not followed"):
-            soap(f"http://127.0.0.1:{srv.server_address[1]}")
-    finally:
-        srv.shutdown()
+    with pytest.raises(GatherError, match=r"^cannot load the DSM SOAP WSDL from .*\?WSDL: the DSM answered 302 "
+                                          f"redirecting to {target.removeprefix('http://')}: not followed"):
+        soap(serve_http(Redirect))
     assert target_seen == []
 
 

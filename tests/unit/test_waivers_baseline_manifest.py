@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dsfleet import manifest, summary
+from dsfleet import manifest
 from dsfleet.baseline import compare, load_results
 from dsfleet.errors import InputError
 from dsfleet.waivers import find, load
@@ -91,15 +91,3 @@ def test_manifest_round_trip_and_tampering(tmp_path: Path) -> None:
     (tmp_path / "summary.md").unlink()
     assert manifest.verify(tmp_path) == ["results.json: changed since the run (sha256 differs)", "summary.md: missing"]
     assert manifest.verify(tmp_path / "elsewhere")[0].endswith("expected a manifest written by dsfleet")
-
-
-def test_summary_puts_the_diff_first(tmp_path: Path) -> None:
-    results = [r("PRT-003", "WIN-1@esx-01", "fail"), r("PRT-003", "WIN-2@esx-01", "pass")]
-    doc = {"inventory": "site", "started_utc": "s", "finished_utc": "f", "snapshot": "snapshot.json",
-           "snapshot_sha256": "0" * 64, "counts": {"fail": 1, "pass": 1}, "results": results, "waivers": []}
-    summary.write(tmp_path, doc, compare(results, [r("PRT-003", "WIN-1@esx-01", "pass")], "earlier"))
-    md = (tmp_path / "summary.md").read_text()
-    assert md.index("## Against the baseline") < md.index("## Per check") < md.index("## Findings")
-    html = (tmp_path / "summary.html").read_text()
-    assert html.index("Against the baseline") < html.index("Per ESXi host") < html.index("Findings")
-    assert "<script" not in html

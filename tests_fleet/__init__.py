@@ -1,0 +1,1 @@
+"""The fleet compliance checks: one module per concern, one function per check (shipped as dsfleet.checks)."""
