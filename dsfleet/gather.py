@@ -451,10 +451,10 @@ def gather_remote(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None]
 
 
 class _Counter:
-    """Hosts probed so far, with an ETA, said at most every few seconds (a live line on a terminal is the
-    session's business: it gets the same text)."""
+    """Hosts probed so far, with an ETA, said every few seconds as "remote: N/M hosts, about S s left" (on a
+    terminal the session rewrites one line with it; in a CI log each is a line)."""
 
-    EVERY_S = 5.0
+    EVERY_S = 2.0
 
     def __init__(self, total: int, say: Callable[[str], None]) -> None:
         self.total, self.say, self.count = total, say, 0

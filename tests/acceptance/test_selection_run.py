@@ -73,3 +73,14 @@ def test_an_unreachable_dsm_ends_in_exit_6_naming_what_was_not_read(start_lab: A
     assert any(line.startswith("not read: DSM https://127.0.20.9:9: ") and "connection refused" in line
                for line in run.stdout.splitlines()), run.stdout[-2000:]
     assert any("exit 6: evidence incomplete" in line for line in tail) or "evidence incomplete" in run.stdout
+
+
+def test_a_stopped_lab_is_named_as_such(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "reports" / "lab"
+    lab_dir.mkdir(parents=True)
+    (lab_dir / "inventory.yml").write_text("name: stale\n")  # left behind by `python -m lab down`
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "dsfleet.checks", "-q", "-p",
+                           "no:cacheprovider"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 4 and len(lines) == 1 and "but the lab is stopped" in lines[0], lines
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["lab"]  # no empty run folder left behind
