@@ -4,6 +4,8 @@
   dsfleet verify RUN [--allowed-signers FILE]  the artifacts match manifest.sha256 (and its signature)
   dsfleet sign RUN --key FILE                  sign manifest.sha256 with an SSH key (ssh-keygen -Y sign)
   dsfleet prune [--reports DIR] --keep N       delete all but the N newest run folders
+  dsfleet merge OUT SHARD_DIR... [--baseline RUN [--fail-on new]]
+                                               one run folder from the run folders of a --shard set
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import manifest
+from . import manifest, merge
 from .errors import DsfleetError
 
 
@@ -40,6 +42,12 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    code = merge.merge(args.out, args.shard_dirs, args.baseline, args.fail_on)
+    print(f"{args.out}: merged {len(args.shard_dirs)} shards (results.json, summary.html, {manifest.NAME})")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:
@@ -60,9 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     prune = sub.add_parser("prune", help="delete all but the newest run folders")
     prune.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR", help="default: ./reports")
     prune.add_argument("--keep", type=int, required=True, metavar="N", help="run folders to keep (at least 1)")
+    merging = sub.add_parser("merge", help="combine the run folders of a shard set (pytest --shard) into one")
+    merging.add_argument("out", type=Path, metavar="OUT", help="the merged run folder (new or empty)")
+    merging.add_argument("shard_dirs", type=Path, nargs="+", metavar="SHARD_DIR", help="each shard's run folder")
+    merging.add_argument("--baseline", type=Path, metavar="RUN",
+                         help="an earlier run folder (or its results.json): diff the merged results against it")
+    merging.add_argument("--fail-on", choices=("any", "new"), default="any",
+                         help="exit non-zero on any failure (default) or only on new ones (needs --baseline)")
     args = parser.parse_args(argv)
     try:
-        return {"verify": _verify, "sign": _sign, "prune": _prune}[args.command](args)
+        return {"verify": _verify, "sign": _sign, "prune": _prune, "merge": _merge}[args.command](args)
     except DsfleetError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 4

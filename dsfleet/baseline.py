@@ -36,6 +36,18 @@ class Diff:
     def newly_waived(self) -> list[dict[str, Any]]:
         return [r for r in self.new_failures if r["outcome"] == "waived"]
 
+    def as_doc(self) -> dict[str, Any]:
+        """The diff as results.json writes it ("baseline"): each result as check, object and outcome."""
+        def key(r: dict[str, Any]) -> dict[str, Any]:
+            return {"check": r["check"], "object": r["object"], "outcome": r["outcome"]}
+
+        new, newly_waived = self.regressions(), self.newly_waived()
+        counts = dict(self.counts(), **{"new failures": len(new), "newly waived": len(newly_waived)})
+        return {"baseline": self.baseline, "counts": counts, "new_failures": [key(r) for r in new],
+                "newly_waived": [key(r) for r in newly_waived], "still_failing": [key(r) for r in self.still_failing],
+                "fixed": [key(r) for r in self.fixed], "new_passes": [key(r) for r in self.new_passes],
+                "appeared": [list(k) for k in self.appeared], "disappeared": [list(k) for k in self.disappeared]}
+
     def counts(self) -> dict[str, int]:
         return {"new failures": len(self.new_failures), "still failing": len(self.still_failing),
                 "fixed": len(self.fixed), "new passes": len(self.new_passes), "appeared": len(self.appeared),

@@ -13,6 +13,7 @@ from typing import Any, Callable, Collection, TypeVar
 from . import events as events_mod
 from . import nsx as nsx_mod
 from . import remote as remote_mod
+from . import shard as shard_mod
 from . import updatepath
 from . import vcenter
 from .dsm import DsmClient
@@ -203,12 +204,13 @@ def relay_groups(inv: Inventory, computers: list[DsmComputer]) -> list[RelayGrou
 
 
 def gather(inv: Inventory, since: dt.datetime | None = None, sources: Collection[str] | None = None,
-           progress: Callable[[str], None] | None = None) -> Snapshot:
+           progress: Callable[[str], None] | None = None, shard: shard_mod.Shard | None = None) -> Snapshot:
     """Gather every source concurrently (each is one bulk conversation) and join the results.
 
     ``since`` opens the events window (default: the last 24 hours). ``sources`` (names from :data:`SOURCES`)
     limits the reading to what the selected checks need; the others are recorded as not selected, so a check
     that needs one after all errors with that reason. ``progress`` is told when each source starts and ends.
+    ``shard``: contact only the remote hosts of that shard (the API sources are read whole, see dsfleet.shard).
     """
     started = time.monotonic()
     until = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -276,7 +278,12 @@ def gather(inv: Inventory, since: dt.datetime | None = None, sources: Collection
     snap.update_path, snap.events, snap.nsx = path_facts(), events_facts(), nsx_facts()
     # Remote commands need to know which hosts and VMs exist, so they run after the bulk gather.
     roles = {r for r in REMOTE_ROLES if want(f"remote:{r}")}
-    snap.remote = gather_remote(inv, Fleet(snap), passwords, deadline, roles, say)
+    fleet = Fleet(snap)
+    keep = None
+    if shard is not None:
+        shard_mod.validate(shard, fleet)  # a misspelt vCenter or cluster stops the run before any host is contacted
+        keep = partial(shard_mod.probe_member, shard, fleet)
+    snap.remote = gather_remote(inv, fleet, passwords, deadline, roles, say, keep)
     if want("remote:relay"):
         snap.update_path.probes += relay_probes(inv, snap, passwords, deadline)
     if want("remote:windows_agent"):
@@ -430,12 +437,14 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def gather_remote(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None], deadline: float | None = None,
-                  roles: Collection[str] = REMOTE_ROLES, say: Callable[[str], None] | None = None) -> RemoteFacts:
+                  roles: Collection[str] = REMOTE_ROLES, say: Callable[[str], None] | None = None,
+                  keep: Callable[[remote_mod.ProbeTarget], bool] | None = None) -> RemoteFacts:
+    """Probe the hosts of ``roles`` (those ``keep`` accepts: a shard's own) with their read-only commands."""
     if inv.remote is None:
         return RemoteFacts()
     started = time.monotonic()
     targets = [t for t in fleet.remote_targets({role: a.address for role, a in inv.remote.roles.items()})
-               if t.role in roles]
+               if t.role in roles and (keep is None or keep(t))]
     counter = _Counter(len(targets), say) if say is not None and targets else None
     probes = remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline),
                                   counter.done if counter else None)

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Iterable
 
 from .errors import InputError
 
@@ -25,8 +26,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write(run_dir: Path) -> Path:
-    lines = [f"{_sha256(run_dir / name)}  {name}\n" for name in ARTIFACTS if (run_dir / name).is_file()]
+def write(run_dir: Path, nested: Iterable[str] = ()) -> Path:
+    """Hash the run's artifacts; ``nested``: manifests in sub-folders (a merged run's shards, e.g.
+    ``shards/hash-1-of-2/manifest.sha256``), which :func:`verify` then checks with what they list."""
+    names = [name for name in ARTIFACTS if (run_dir / name).is_file()] + list(nested)
+    lines = [f"{_sha256(run_dir / name)}  {name}\n" for name in names]
     path = run_dir / NAME
     path.write_text("".join(lines), encoding="utf-8")
     return path
@@ -58,7 +62,9 @@ def verify(run_dir: Path) -> list[str]:
     problems = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         digest, _, name = line.partition("  ")
-        if len(digest) != 64 or not name or "/" in name:
+        parts = name.split("/")
+        nested = len(parts) > 1  # only a sub-folder's own manifest, never a path out of the run folder
+        if len(digest) != 64 or not name or (nested and (parts[-1] != NAME or {"", ".", ".."} & set(parts))):
             problems.append(f"{path}: line {number}: expected '<sha256>  <file name>'")
             continue
         target = run_dir / name
@@ -66,6 +72,9 @@ def verify(run_dir: Path) -> list[str]:
             problems.append(f"{name}: missing")
         elif _sha256(target) != digest:
             problems.append(f"{name}: changed since the run (sha256 differs)")
+        elif nested:
+            folder = name.rpartition("/")[0]
+            problems += [f"{folder}/{problem}" for problem in verify(target.parent)]
     return problems
 
 

@@ -44,6 +44,8 @@ SETTINGS = {
     "lang": ("language of the reports: en or ja (default: en)", "en", False),
     "since": ("start of the events window: 90m, 24h, 7d or an ISO 8601 time (default: 24h)", "24h", False),
     "waivers": ("YAML of accepted exceptions (check, object, justification, approver, ticket, expiry)", None, True),
+    "shard": ("judge only part of the fleet: vcenter:NAME, cluster:NAME or hash:K/N; merge the shards' run folders "
+              "with dsfleet merge", None, False),
 }
 SEVERITIES = ("critical", "high", "medium", "low")
 
@@ -61,6 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--waivers", metavar="FILE", help=SETTINGS["waivers"][0])
     group.addoption("--lang", choices=("en", "ja"), help=SETTINGS["lang"][0])
     group.addoption("--run-dir", metavar="DIR", help=SETTINGS["run_dir"][0])
+    group.addoption("--shard", metavar="SPEC", help=SETTINGS["shard"][0])
     for name, (text, _default, _is_path) in SETTINGS.items():
         parser.addini(f"dsfleet_{name}", f"dsfleet: {text}; --{name.replace('_', '-')} overrides it")
 

@@ -1,8 +1,10 @@
 """Remote gatherer: the allowlist, host-key verification (clear and hashed known_hosts), error classes in plain
-words, Windows console code pages, and bounds on silent servers."""
+words, Windows console code pages, bounds on silent servers and hung commands (one watchdog thread), a host's
+commands in flight together on its one connection, and the ssh_config read once per version."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -216,3 +218,88 @@ def test_processes_for() -> None:
     assert processes_for(remote(), 10) == 1
     assert processes_for(remote(processes=3), 10) == 3
     assert processes_for(remote(processes=3), 2) == 2
+
+
+class PipelinedSsh(remote_mod.SshBackend):
+    """An SSH host whose commands only record when they are started and when their results are collected."""
+
+    events: list[str] = []
+
+    def _connect(self) -> Any:
+        return type("Client", (), {"close": lambda self: None})()
+
+    def start(self, command: str) -> Any:
+        self.events.append(f"start {command}")
+
+        def finish() -> CommandResult:
+            self.events.append(f"collect {command}")
+            out = b"Active code page: 437\r\n" if command == "chcp" else SAMPLE_SC.encode()
+            return self.result(0, command.encode(), out, b"")
+        return finish
+
+
+SAMPLE_SC = ("\r\nSERVICE_NAME: x\r\n        TYPE               : 1  KERNEL_DRIVER\r\n"
+             "        STATE              : 4  RUNNING\r\n        WIN32_EXIT_CODE    : 0  (0x0)\r\n")
+
+
+def test_ssh_commands_all_start_before_any_is_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One connection, a channel per command, all in flight at once: a host costs one command's latency."""
+    monkeypatch.setitem(remote_mod.FACTORIES, "ssh", PipelinedSsh)
+    monkeypatch.setattr(PipelinedSsh, "events", [])
+    access = RoleAccess(role="windows", transport="ssh", user="Administrator", port=None, password_env="X",
+                        key_file=None, address="ip")
+    probe(ProbeTarget("windows", "vc/vm-1", "WIN-01", "10.0.0.1"), access, remote(), "nsx-t", "pw")
+    commands = COMMANDS["windows"]
+    assert PipelinedSsh.events == [f"start {c}" for c in commands] + [f"collect {c}" for c in commands]
+
+
+def test_a_disallowed_command_means_none_is_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(remote_mod.FACTORIES, "ssh", PipelinedSsh)
+    monkeypatch.setattr(PipelinedSsh, "events", [])
+    access = RoleAccess(role="relay", transport="ssh", user="u", port=None, password_env="X", key_file=None,
+                        address="ip")
+    target = ProbeTarget("relay", "dsm/1", "relay-01", "10.0.0.2", commands=("chcp", "rm -rf /"))
+    result = probe(target, access, remote(), "nsx-t", "pw")
+    assert (result.status, result.reason) == ("error", "'rm -rf /' is not an allowed read-only command")
+    assert PipelinedSsh.events == []
+
+
+class Channel:
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_one_watchdog_thread_closes_only_overdue_channels() -> None:
+    watchdog = remote_mod._Watchdog()
+    late, answered, later = Channel(), Channel(), Channel()
+    now = time.monotonic()
+    watchdog.watch(later, now + 0.6)  # type: ignore[arg-type]
+    watchdog.watch(late, now + 0.2)  # type: ignore[arg-type]  # due first: wakes the waiting thread
+    watchdog.release(watchdog.watch(answered, now + 0.2))  # type: ignore[arg-type]
+    assert late.closed.wait(2) and time.monotonic() - now >= 0.2
+    assert not later.closed.is_set() and later.closed.wait(2)
+    assert not answered.closed.is_set()
+    assert sum(t.name == "ssh-watchdog" for t in threading.enumerate()) >= 1
+
+
+def test_ssh_config_is_read_once_per_version_and_asks_for_the_local_user_only_when_needed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ssh_config"
+    path.write_text("".join(f"Host esx-{i}\n    HostName 10.0.0.{i}\n" for i in range(50))
+                    + "Match user audit\n    Port 2222\nHost *\n    User audit\n")
+    config = remote_mod._ssh_config(str(path))
+    assert remote_mod._ssh_config(str(path)) is config
+    asked = []
+    monkeypatch.setattr("getpass.getuser", lambda: asked.append(1) or "root")
+    for name in ("esx-7", "10.9.9.9"):
+        assert config.lookup(name) == paramiko.SSHConfig.from_path(str(path)).lookup(name)
+    assert config.lookup("esx-7")["hostname"] == "10.0.0.7"
+    asked.clear()
+    config.lookup("10.9.9.9")
+    assert len(asked) <= 3  # the Match entry and the expanded values, not once per Host entry (50)
+    path.write_text("Host esx-7\n    HostName 10.1.1.7\n")
+    os.utime(path, (1, 1))  # a new version of the file
+    assert remote_mod._ssh_config(str(path)).lookup("esx-7")["hostname"] == "10.1.1.7"
