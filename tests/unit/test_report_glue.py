@@ -8,7 +8,9 @@ from pathlib import Path
 
 from _pytest._io import TerminalWriter
 
-from dsfleet.fixtures.report import OneLine, write_results
+from dsfleet.fixtures.report import OneLine, judged_outcome, write_results
+from dsfleet.fleet import Unavailable
+from dsfleet.pytest_plugin import CheckFailure, NoEvidence
 
 
 def _shown(longrepr: OneLine) -> str:
@@ -42,3 +44,13 @@ def test_results_json_with_no_results_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     write_results(path, {"schema": "dsfleet-results", "results": []})
     assert json.loads(path.read_text(encoding="utf-8")) == {"schema": "dsfleet-results", "results": []}
+
+
+def test_only_a_check_that_says_so_makes_a_finding() -> None:
+    assert judged_outcome("fail", CheckFailure("vsepflt: STOPPED", "RUNNING")) == "fail"
+    assert judged_outcome("fail", NoEvidence("no evidence: x", "y")) == "error"
+    assert judged_outcome("fail", Unavailable("vCenter was not read")) == "error"
+    assert judged_outcome("fail", KeyError("relay 7")) == "error"  # a defect of the check: not a finding
+    assert judged_outcome("fail", AssertionError("internal invariant")) == "error"
+    assert judged_outcome("error", None) == "error" and judged_outcome("pass", None) == "pass"
+    assert judged_outcome("skip", None) == "skip"
