@@ -381,7 +381,7 @@ class Fleet:
             raise Unavailable("no event source is configured: add events (soap or cef) to the inventory")
         if facts.error:
             raise Unavailable(f"events were not read ({facts.source}): {facts.error}")
-        subjects = {t.computer.id: t for t in self.relays() + self.ordering_subjects() if t.computer is not None}
+        subjects = {t.computer.id: t for t in self.update_takers() if t.computer is not None}
         by_name: dict[str, int] = {}
         for cid in subjects:
             c = self.computers[cid]

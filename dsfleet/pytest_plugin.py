@@ -153,6 +153,14 @@ def classify_computer(policy: BuildPolicy, computer: DsmComputer, what: str) -> 
     return policy.classify(build, column)
 
 
+def classify_agent(policy: BuildPolicy, computer: DsmComputer, is_dsva: bool) -> Verdict:
+    """The KB verdict for a DSVA (Linux column and the DSVA range), a relay or an agent."""
+    __tracebackhide__ = True
+    if is_dsva:
+        return policy.classify_dsva(agent_build_of(computer, "DSVA"))
+    return classify_computer(policy, computer, "relay" if computer.is_relay else "agent")
+
+
 def judge_build(verdict: Verdict) -> None:
     """Turn a KB verdict into an outcome: compliant passes, 10.0 is a manual-review skip, the rest fail."""
     __tracebackhide__ = True

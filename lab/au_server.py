@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from . import https
 
 
 class Faults:
@@ -74,15 +75,7 @@ def main(config_path: Path) -> None:
     ActiveUpdate.faults = Faults(Path(config["faults"]))
     ActiveUpdate.request_log = Path(config["request_log"])
     ActiveUpdate.request_log.touch()
-    server = ThreadingHTTPServer((config["host"], 0), ActiveUpdate)
-    server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(config["cert"], config["key"])
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    ready = Path(config["ready_file"])
-    ready.with_suffix(".tmp").write_text(f"https://{config['host']}:{server.server_address[1]}\n")
-    ready.with_suffix(".tmp").rename(ready)
-    server.serve_forever()
+    https.serve(config, ActiveUpdate)
 
 
 if __name__ == "__main__":

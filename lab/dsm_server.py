@@ -30,14 +30,15 @@ import os
 import secrets
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
-import ssl
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from . import https
 
 # Sub-objects the DSM returns only when asked for with ?expand= (names from the SDK's Expand model).
 EXPANDABLE = ("computerStatus", "tasks", "securityUpdates", "computerSettings", "antiMalware",
@@ -350,16 +351,7 @@ def serve(config_path: Path) -> None:
     handler = type("BoundHandler", (Handler,), {"state": State(config, api_key, config_path.parent)})
     if config.get("cef_file"):
         write_cef(config.get("events", []), Path(config["cef_file"]), config["manager_version"])
-    server = ThreadingHTTPServer((config["host"], config.get("port", 0)), handler)
-    server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(config["cert"], config["key"])
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    url = f"https://{config['host']}:{server.server_address[1]}"
-    ready = Path(config["ready_file"])
-    ready.with_suffix(".tmp").write_text(url + "\n")
-    ready.with_suffix(".tmp").rename(ready)
-    server.serve_forever()
+    https.serve(config, handler)
 
 
 if __name__ == "__main__":

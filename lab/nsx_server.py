@@ -26,15 +26,16 @@ import json
 import os
 import re
 import secrets
-import ssl
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
+
+from . import https
 
 PREFIX = "/policy/api/v1"
 ROUTES = (
@@ -191,16 +192,7 @@ def main(config_path: str) -> None:
     config = json.loads(Path(config_path).read_text())
     state = State(config, Path(config_path).resolve().parent)
     handler = type("H", (Handler,), {"state": state})
-    server = ThreadingHTTPServer((config["host"], config.get("port", 0)), handler)
-    server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(config["cert"], config["key"])
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    url = f"https://{config['host']}:{server.server_address[1]}"
-    ready = Path(config["ready_file"])
-    ready.with_suffix(".tmp").write_text(url)
-    os.replace(ready.with_suffix(".tmp"), ready)
-    server.serve_forever()
+    https.serve(config, handler)
 
 
 if __name__ == "__main__":

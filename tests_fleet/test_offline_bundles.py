@@ -7,14 +7,12 @@ import pytest
 
 from dsfleet.buildpolicy import BuildPolicy, Verdict
 from dsfleet.fleet import Fleet, Target
-from dsfleet.pytest_plugin import agent_build_of, classify_computer, judge_build, no_evidence, not_applicable
+from dsfleet.pytest_plugin import classify_agent, judge_build, no_evidence, not_applicable
 
 
 def _verdict(fleet: Fleet, policy: BuildPolicy, target: Target) -> Verdict:
     assert target.computer is not None
-    if target.vm is not None and fleet.is_dsva_vm(target.vm):
-        return policy.classify_dsva(agent_build_of(target.computer, "DSVA"))
-    return classify_computer(policy, target.computer, "relay" if target.computer.is_relay else "agent")
+    return classify_agent(policy, target.computer, target.vm is not None and fleet.is_dsva_vm(target.vm))
 
 
 @pytest.mark.check("BLD-004")

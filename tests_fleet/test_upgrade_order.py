@@ -4,16 +4,14 @@ import pytest
 
 from dsfleet.buildpolicy import BuildPolicy, Verdict
 from dsfleet.fleet import Fleet, Target
-from dsfleet.pytest_plugin import (agent_build_of, classify_computer, expect, no_evidence,
+from dsfleet.pytest_plugin import (agent_build_of, classify_agent, classify_computer, expect, no_evidence,
                                    not_applicable)
 from dsfleet.versions import parse_release
 
 
 def _verdict(fleet: Fleet, policy: BuildPolicy, target: Target) -> Verdict:
     assert target.computer is not None
-    if target.vm is not None and fleet.is_dsva_vm(target.vm):
-        return policy.classify_dsva(agent_build_of(target.computer, "DSVA"))
-    return classify_computer(policy, target.computer, "agent")
+    return classify_agent(policy, target.computer, target.vm is not None and fleet.is_dsva_vm(target.vm))
 
 
 @pytest.mark.check("ORD-001")
