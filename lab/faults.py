@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import socketserver
 import ssl
@@ -187,30 +188,35 @@ class FaultHandler(socketserver.BaseRequestHandler):
             client.sendall(_response(500, f"lab.faults: unknown mode {mode!r}".encode(), "text/plain"))
 
     def _forward(self, client: ssl.SSLSocket, request: bytes, delay_s: float, conf: dict[str, Any]) -> None:
-        """Relay bytes both ways to the upstream; each client chunk (a request) waits delay_s first."""
+        """Relay bytes both ways to the upstream; each client chunk (a request) waits delay_s first.
+
+        One thread serves both directions: an SSL object used by two threads at once (one reading, one
+        writing) corrupts its records now and then (DECRYPTION_FAILED_OR_BAD_RECORD_MAC on the client), which
+        made a healthy proxied run look like a TLS fault.
+        """
         target = urlsplit(conf["upstream"])
         host, port = target.hostname or "", target.port or 443
         raw = socket.create_connection((host, port), timeout=60)
         with self.server.upstream_tls.wrap_socket(raw, server_hostname=host) as upstream:
             time.sleep(delay_s)
             upstream.sendall(request)
-
-            def to_upstream() -> None:
-                try:
-                    while chunk := client.recv(65536):
-                        time.sleep(delay_s)
-                        upstream.sendall(chunk)
-                except OSError:
-                    pass
-                finally:
-                    _shutdown(upstream)
-
-            threading.Thread(target=to_upstream, daemon=True).start()
+            peer = {client: upstream, upstream: client}
             try:
-                while chunk := upstream.recv(65536):
-                    client.sendall(chunk)
-            except OSError:
+                while True:
+                    # Bytes already decrypted inside an SSL object do not make its socket readable.
+                    ready = [s for s in peer if s.pending()] or select.select(list(peer), [], [], 60)[0]
+                    if not ready:
+                        break
+                    for sock in ready:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            raise EOFError
+                        if sock is client:
+                            time.sleep(delay_s)
+                        peer[sock].sendall(chunk)
+            except (OSError, EOFError):
                 pass
+            _shutdown(upstream)
             _shutdown(client)
 
 
