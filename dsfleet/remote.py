@@ -16,6 +16,7 @@ that code page.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import functools
 import logging
@@ -32,17 +33,20 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Callable
 
+import asyncssh
 import paramiko
 import paramiko.hostkeys
 import testinfra.host
 from testinfra.backend.base import BaseBackend, CommandResult
 from testinfra.backend.paramiko import ParamikoBackend
 
+from . import sshasync
 from .inventory import RemoteAccess, RoleAccess
 from .neterrors import chain, plain_reason
 from .parsers import (UnexpectedOutput, parse_agent_state, parse_chcp, parse_init_status, parse_rpm_query,
                       parse_sc_query, parse_service_status)
 from .snapshot import CommandOutput, HostProbe
+from .sshasync import Raw
 
 # paramiko logs a failed handshake's traceback from its transport thread; with no handler Python's last-resort
 # handler prints it to stderr. The probe records that failure in plain words, so its log has nowhere to go.
@@ -132,6 +136,29 @@ def _ssh_config(path: str) -> _SshConfig:
         return _ssh_config_cache[(path, mtime)]
 
 
+def known_entry(known: KnownHosts, hostname: str) -> dict[str, paramiko.PKey] | None:
+    """The keys known_hosts holds for ``hostname`` ("host" or "[host]:port"), clear or hashed."""
+    if hostname in known:
+        return known[hostname]
+    for name, keys in known.items():
+        if name.startswith("|1|") and paramiko.HostKeys.hash_host(hostname, name) == name:
+            return keys
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _known_blobs(path: str, mtime: float) -> Callable[[str], dict[str, bytes] | None]:
+    """known_hosts as key blobs by type, for the asyncssh client (one lookup function per file version)."""
+    known = _known_hosts(path)
+
+    @functools.lru_cache(maxsize=None)
+    def lookup(hostname: str) -> dict[str, bytes] | None:
+        entry = known_entry(known, hostname)
+        return None if entry is None else {kind: key.asbytes() for kind, key in entry.items()}
+
+    return lookup
+
+
 class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     """Accept a server key only if known_hosts lists exactly that key for the address (and port) dialled.
 
@@ -142,16 +169,8 @@ class KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     def __init__(self, known: KnownHosts, path: str) -> None:
         self.known, self.path = known, path
 
-    def _entry(self, hostname: str) -> dict[str, paramiko.PKey] | None:
-        if hostname in self.known:
-            return self.known[hostname]
-        for name, keys in self.known.items():
-            if name.startswith("|1|") and paramiko.HostKeys.hash_host(hostname, name) == name:
-                return keys
-        return None
-
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        entry = self._entry(hostname)
+        entry = known_entry(self.known, hostname)
         if entry is None or key.get_name() not in entry:
             raise paramiko.SSHException(f"the host key of {hostname} is not found in known_hosts")
         if entry[key.get_name()] != key:
@@ -376,8 +395,7 @@ class NotAllowed(Exception):
     """A command outside the allowlist (not an OSError, unlike PermissionError: that would read "unreachable")."""
 
 
-class CommandTimeout(TimeoutError):
-    """A command gave no complete answer (output and exit status) within remote.command_timeout_s."""
+CommandTimeout = sshasync.CommandTimeout  # one class for both SSH clients (and WinRM)
 
 
 # Windows console code pages whose Python codec name is not "cp<number>".
@@ -426,6 +444,17 @@ def _classify(err: BaseException, stage: str, remote: RemoteAccess, command: str
     if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
         return "host key rejected", f"{err} ({remote.known_hosts})"
     connect = f"no answer within {remote.connect_timeout_s:g} s"
+    if isinstance(err, sshasync.HostKeyRejected):
+        return "host key rejected", err.reason
+    if isinstance(err, sshasync.HandshakeTimeout):
+        return "timeout", f"{connect}: timed out during {err.stage}"
+    if isinstance(err, sshasync.ConnectTimeout):
+        return "timeout", f"{connect}: timed out during connect"
+    if isinstance(err, asyncssh.PermissionDenied):
+        return "auth failed", f"authentication failed: {err.reason or 'permission denied'}"
+    if isinstance(err, asyncssh.Error):  # the server ended the handshake or the connection (reason in its words)
+        where = "the SSH handshake failed" if stage == "connect" else "the SSH connection failed"
+        return "error", f"{where}: {err.reason or type(err).__name__}"
     if _handshake_timed_out(err):
         return "timeout", f"{connect}: timed out during the SSH handshake"
     if isinstance(err, paramiko.AuthenticationException):
@@ -452,46 +481,66 @@ BackendFactory = Callable[[str, RoleAccess, RemoteAccess, "str | None"], BaseBac
 FACTORIES: dict[str, BackendFactory] = {"ssh": SshBackend, "winrm": winrm_backend}
 
 
-def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, nsx: str,
-          password: str | None) -> HostProbe:
-    """Run the role's allowlisted commands on one host; never raises."""
+def _begin(target: ProbeTarget, access: RoleAccess | None) -> HostProbe:
+    """The host's record, already final (status not "ok") when it is not to be contacted."""
     result = HostProbe(role=target.role, key=target.key, name=target.name, address=target.address,
                        transport=access.transport if access else None, status="ok")
     if target.skip_reason is not None or target.address is None:
         result.status, result.reason = "not probed", target.skip_reason or "no address known"
-        return result
-    if access is None:
+    elif access is None:
         result.status, result.reason = "not configured", f"no remote.{target.role} access in the inventory"
-        return result
-    started = time.monotonic()
-    backend = None
-    stage, command = "connect", None
+    return result
+
+
+def _checked_commands(target: ProbeTarget, nsx: str) -> tuple[str, ...]:
+    commands = target.commands or commands_for(target.role, nsx)
+    for command in commands:  # all checked before any runs
+        if not is_allowed(command):
+            raise NotAllowed(f"{command!r} is not an allowed read-only command")
+    return commands
+
+
+def _record(result: HostProbe, raw: list[Raw], nsx: str) -> None:
+    """The outputs as text (a Windows guest's in its console code page, from its chcp), then validated."""
     notes: list[str] = []  # how output was decoded, when not as the host wrote it
+    codec = "utf-8"
     try:
-        backend = FACTORIES[access.transport](target.address, access, remote, password)
-        if isinstance(backend, SshBackend):
-            _ = backend.client  # connect now, so a timeout is attributed to the right stage
-        stage = "command"
-        commands = target.commands or commands_for(target.role, nsx)
-        for command in commands:  # all checked before any runs
-            if not is_allowed(command):
-                raise NotAllowed(f"{command!r} is not an allowed read-only command")
-        pending = []
-        for command in commands:  # a loop, not a comprehension: `command` names the one that failed
-            pending.append((command, _start(backend, command)))
-        codec = None  # None: testinfra's UTF-8; a Windows guest's comes from its chcp
-        for command, finish in pending:
-            out, seconds = finish()
+        for command, rc, stdout_bytes, stderr_bytes, seconds in raw:
             if command == "chcp":
-                codec = _chcp_codec(out.stdout_bytes, notes)
-            stdout, stderr = ((_decode(out.stdout_bytes, codec, notes), _decode(out.stderr_bytes, codec, notes))
-                              if codec else (out.stdout, out.stderr))
-            result.outputs.append(CommandOutput(command=command, rc=out.rc, stdout=stdout, stderr=stderr,
-                                                seconds=round(seconds, 3)))
+                codec = _chcp_codec(stdout_bytes, notes)
+            result.outputs.append(CommandOutput(command=command, rc=rc, stdout=_decode(stdout_bytes, codec, notes),
+                                                stderr=_decode(stderr_bytes, codec, notes), seconds=round(seconds, 3)))
         validate(result, nsx)
         result.reason = "; ".join(notes) or None
     except UnexpectedOutput as err:
         result.status, result.reason = "unexpected output", "; ".join([str(err), *notes])
+
+
+def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, nsx: str,
+          password: str | None) -> HostProbe:
+    """Run the role's allowlisted commands on one host; never raises."""
+    if access is not None and access.transport == "ssh" and remote.ssh_client == "asyncssh":
+        return asyncio.run(_AsyncProbes(remote, nsx).probe(target, access, password))
+    result = _begin(target, access)
+    if result.status != "ok" or access is None:
+        return result
+    started = time.monotonic()
+    backend = None
+    stage, command = "connect", None
+    try:
+        backend = FACTORIES[access.transport](target.address or "", access, remote, password)
+        if isinstance(backend, SshBackend):
+            _ = backend.client  # connect now, so a timeout is attributed to the right stage
+        stage = "command"
+        commands = _checked_commands(target, nsx)
+        pending = []
+        for command in commands:  # a loop, not a comprehension: `command` names the one that failed
+            pending.append((command, _start(backend, command)))
+        raw: list[Raw] = []
+        for command, finish in pending:
+            out, seconds = finish()
+            raw.append((command, out.rc, out.stdout_bytes, out.stderr_bytes, seconds))
+        _record(result, raw, nsx)
     except Exception as err:  # noqa: BLE001 - every failure becomes the recorded reason
         result.status, result.reason = _classify(err, stage, remote, command)
     finally:
@@ -499,6 +548,55 @@ def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, 
             backend.close()
         result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+class _AsyncProbes:
+    """SSH probes over asyncssh in one event loop (dsfleet.sshasync), same records as :func:`probe`."""
+
+    def __init__(self, remote: RemoteAccess, nsx: str) -> None:
+        self.remote, self.nsx = remote, nsx
+        path = str(remote.known_hosts or "")
+        known = (_known_blobs(path, os.path.getmtime(path) if os.path.isfile(path) else 0.0)
+                 if remote.verify_host_keys else None)
+        self.ssh = sshasync.AsyncSsh(remote, known)
+        self.lookup = _ssh_config(str(remote.ssh_config)).lookup if remote.ssh_config else None
+
+    async def probe(self, target: ProbeTarget, access: RoleAccess, password: str | None) -> HostProbe:
+        result = _begin(target, access)
+        if result.status != "ok":
+            return result
+        started = time.monotonic()
+        stage, command = "connect", None
+        try:
+            commands = _checked_commands(target, self.nsx)
+            where = sshasync.endpoint(target.address or "", access, self.remote, self.lookup)
+            _record(result, await self.ssh.run(where, password, commands), self.nsx)
+        except sshasync.CommandFailed as err:
+            result.status, result.reason = _classify(err.error, "command", self.remote, err.command)
+        except Exception as err:  # noqa: BLE001 - every failure becomes the recorded reason
+            result.status, result.reason = _classify(err, stage, self.remote, command)
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    async def many(self, targets: list[ProbeTarget], passwords: dict[str, str | None], concurrency: int,
+                   deadline: float | None, on_done: Callable[[int], None] | None) -> list[HostProbe]:
+        bound = asyncio.Semaphore(concurrency)
+
+        async def one(target: ProbeTarget) -> HostProbe:
+            async with bound:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return _not_contacted(target)
+                result = await self.probe(target, self.remote.roles[target.role], passwords.get(target.role))
+            if on_done is not None:
+                on_done(1)
+            return result
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def _not_contacted(target: ProbeTarget) -> HostProbe:
+    return HostProbe(role=target.role, key=target.key, name=target.name, address=target.address, transport=None,
+                     status="timeout", reason="not contacted: the gathering deadline (inventory deadline_s) passed")
 
 
 def _start(backend: BaseBackend, command: str) -> Callable[[], tuple[CommandResult, float]]:
@@ -597,17 +695,34 @@ def probe_all(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, passwo
 def _probe_threads(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, passwords: dict[str, str | None],
                    concurrency: int, deadline_s: float | None = None,
                    on_done: Callable[[int], None] | None = None) -> list[HostProbe]:
+    """One worker's share: SSH hosts (asyncssh) in an event loop on this thread, the others (WinRM, paramiko)
+    in a thread pool beside it; the concurrency bound is split between the two by their number of hosts."""
     deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+    in_loop = [t for t in targets if _in_event_loop(t, remote)]
+    threaded = [t for t in targets if not _in_event_loop(t, remote)]
 
     def one(target: ProbeTarget) -> HostProbe:
         if deadline is not None and time.monotonic() >= deadline:
-            return HostProbe(role=target.role, key=target.key, name=target.name, address=target.address,
-                             transport=None, status="timeout",
-                             reason="not contacted: the gathering deadline (inventory deadline_s) passed")
+            return _not_contacted(target)
         result = probe(target, remote.roles.get(target.role), remote, nsx, passwords.get(target.role))
         if on_done is not None:
             on_done(1)
         return result
 
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(targets)), thread_name_prefix="probe") as pool:
-        return list(pool.map(one, targets))
+    loop_bound = max(1, concurrency * len(in_loop) // len(targets)) if in_loop else 0
+    found: dict[tuple[str, str], HostProbe] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency - loop_bound, len(threaded))),
+                            thread_name_prefix="probe") as pool:
+        pending = pool.map(one, threaded)
+        if in_loop:
+            many = _AsyncProbes(remote, nsx).many(in_loop, passwords, loop_bound, deadline, on_done)
+            found.update(((p.role, p.key), p) for p in asyncio.run(many))
+        found.update(((p.role, p.key), p) for p in pending)
+    return [found[(t.role, t.key)] for t in targets]
+
+
+def _in_event_loop(target: ProbeTarget, remote: RemoteAccess) -> bool:
+    """SSH over asyncssh, and contacted at all (the others' records need no connection)."""
+    access = remote.roles.get(target.role)
+    return (access is not None and access.transport == "ssh" and remote.ssh_client == "asyncssh"
+            and target.skip_reason is None and target.address is not None)

@@ -38,8 +38,15 @@ def calibration() -> float:
 def _server_cpu(lab: object) -> float:
     """CPU seconds the lab's SSH server process has used (utime + stime from /proc)."""
     pid = [p for p in lab.procs if "lab.ssh_server" in " ".join(p.args)][0].pid  # type: ignore[attr-defined]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):  # the server and the processes it forked (its group)
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pid:  # process group id
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _client_cpu() -> float:
@@ -55,6 +62,7 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--sequential-sample", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--ssh-client", choices=("asyncssh", "paramiko"), default="asyncssh")
     args = parser.parse_args()
 
     from lab.run import Lab
@@ -72,12 +80,14 @@ def main() -> int:
             bulk = gather(dataclasses.replace(inv, remote=None))  # DSM + vCenter only: which guests exist
             targets = [t for t in Fleet(bulk).remote_targets({"windows": "ip"}) if t.role == "windows"]
             passwords = remote_passwords(inv)
+            print(f"SSH client: {args.ssh_client}")
             print(f"lab: {len(targets)} Windows guests on {args.hosts} hosts, each its own SSH endpoint; "
                   f"{args.latency_ms} ms per command, {len(commands_for('windows', inv.nsx))} commands per guest")
 
             def run(concurrency: int, subset: int | None = None, processes: int = 1) -> tuple[float, int]:
                 chosen = targets[:subset] if subset else targets
-                remote = dataclasses.replace(inv.remote, concurrency=concurrency, processes=processes)
+                remote = dataclasses.replace(inv.remote, concurrency=concurrency, processes=processes,
+                                             ssh_client=args.ssh_client)
                 started = time.perf_counter()
                 probes = probe_all(chosen, remote, inv.nsx, passwords)
                 ok = sum(p.status == "ok" for p in probes)

@@ -223,7 +223,9 @@ class Lab:
             "nsx": self.fleet.nsx, "ready_file": str(self.dir / "ssh.ready"), "endpoints": endpoints,
             "winrm_cert": str(self.dir / "winrm-cert.pem"), "winrm_key": str(self.dir / "winrm-key.pem"),
             "winrm_ready_file": str(self.dir / "winrm.ready"), "au_ca": str(self.dir / "au-ca.pem"),
-            "faults": str(self.dir / "faults.json")}))
+            "faults": str(self.dir / "faults.json"),
+            # Past 1,000 endpoints one process per core (lab.ssh_server.serve_in_processes).
+            "processes": min(os.cpu_count() or 1, 1 + len(endpoints) // 1000)}))
 
     def _issue(self, name: str, *hosts: str) -> None:
         """A leaf certificate from the lab CA: <name>-cert.pem (chain) and <name>-key.pem."""

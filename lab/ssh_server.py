@@ -338,5 +338,38 @@ async def main(config_path: Path) -> None:
     await asyncio.gather(*servers)
 
 
+def serve_in_processes(config_path: Path) -> None:
+    """``"processes": N`` in the config: N processes (forked before any event loop or thread exists), each
+    serving every N-th endpoint. One asyncio process is one core; at 10,000 guests the stand-in's handshakes
+    would otherwise be the benchmark's bottleneck, which a real fleet (a CPU per guest) never has.
+    They share the process group, so the lab's stop ends them all."""
+    config = json.loads(config_path.read_text())
+    count = max(1, int(config.get("processes", 1)))
+    if count == 1:
+        asyncio.run(main(config_path))
+        return
+    ready = Path(config["ready_file"])
+    for index in range(count):
+        part = config_path.with_name(f"{config_path.stem}-{index}.json")
+        part.write_text(json.dumps({**config, "endpoints": config["endpoints"][index::count],
+                                    "ready_file": str(ready.with_name(f"{ready.stem}-{index}.ready"))}))
+        if index < count - 1 and os.fork() == 0:
+            asyncio.run(main(part))
+            os._exit(0)
+    # The last part in this process; the lab's ready file once every part listens.
+    loop = asyncio.new_event_loop()
+
+    async def announce() -> None:
+        while not all(ready.with_name(f"{ready.stem}-{i}.ready").exists() for i in range(count)):
+            await asyncio.sleep(0.05)
+        ready.with_suffix(".tmp").write_text("listening\n")
+        ready.with_suffix(".tmp").rename(ready)
+
+    async def run_last() -> None:
+        await asyncio.gather(main(config_path.with_name(f"{config_path.stem}-{count - 1}.json")), announce())
+
+    loop.run_until_complete(run_last())
+
+
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    serve_in_processes(Path(sys.argv[1]))

@@ -56,9 +56,14 @@ def set_faults(folder: Path, ssh: dict[str, str]) -> None:
     time.sleep(0.02)  # a new mtime even on coarse-grained file systems
 
 
-def run(folder: Path, role: str, address: str) -> Any:
+# Both SSH clients must see every fault alike: asyncssh (the default) and testinfra's paramiko backend.
+pytestmark = pytest.mark.parametrize("client", ["asyncssh", "paramiko"])
+
+
+def run(folder: Path, role: str, address: str, client: str, known_hosts: Path | None = None) -> Any:
     remote = RemoteAccess(concurrency=4, processes=0, connect_timeout_s=1.0, command_timeout_s=1.0,
-                          verify_host_keys=False, known_hosts=None, ssh_config=None, roles={})
+                          verify_host_keys=known_hosts is not None, known_hosts=known_hosts, ssh_config=None,
+                          roles={}, ssh_client=client)
     access = (RoleAccess(role="windows", transport="ssh", user="Administrator", port=PORT, password_env="X",
                          key_file=None, address="name") if role == "windows" else
               RoleAccess(role="dsva", transport="ssh", user="dsva", port=PORT, password_env=None,
@@ -67,25 +72,25 @@ def run(folder: Path, role: str, address: str) -> Any:
                  PASSWORD if role == "windows" else None)
 
 
-def test_japanese_guest_in_cp932(lab: Path) -> None:
+def test_japanese_guest_in_cp932(lab: Path, client: str) -> None:
     set_faults(lab, {WINDOWS: "ja-JP"})
-    result = run(lab, "windows", WINDOWS)
+    result = run(lab, "windows", WINDOWS, client)
     assert result.status == "ok", result.reason
     chcp, vsepflt, vmci = result.outputs
     assert chcp.stdout.strip() == "現在のコード ページ: 932" and "4  RUNNING" in vsepflt.stdout
     assert vmci.rc == 1060 and "指定されたサービスはインストールされたサービスとして存在しません。" in vmci.stdout
 
 
-def test_german_labels_keep_the_numbers(lab: Path) -> None:
+def test_german_labels_keep_the_numbers(lab: Path, client: str) -> None:
     set_faults(lab, {WINDOWS: "de-DE-labels"})
-    result = run(lab, "windows", WINDOWS)
+    result = run(lab, "windows", WINDOWS, client)
     assert result.status == "ok", result.reason
     assert "ZUSTAND" in result.outputs[1].stdout and "Der angegebene Dienst" in result.outputs[2].stdout
 
 
-def test_english_guest_says_code_page_437(lab: Path) -> None:
+def test_english_guest_says_code_page_437(lab: Path, client: str) -> None:
     set_faults(lab, {})
-    result = run(lab, "windows", WINDOWS)
+    result = run(lab, "windows", WINDOWS, client)
     assert result.status == "ok" and result.outputs[0].stdout.strip() == "Active code page: 437"
 
 
@@ -93,23 +98,41 @@ def test_english_guest_says_code_page_437(lab: Path) -> None:
     ("silent", "timeout", "no answer within 1 s: timed out during the SSH handshake"),
     ("hang-command", "timeout", "no answer within 1 s: timed out during read (command service ds_agent status)"),
 ])
-def test_silent_host_and_hung_command_are_bounded(lab: Path, mode: str, status: str, reason: str) -> None:
+def test_silent_host_and_hung_command_are_bounded(lab: Path, mode: str, status: str, reason: str, client: str) -> None:
     set_faults(lab, {DSVA: mode})
     started = time.monotonic()
-    result = run(lab, "dsva", DSVA)
+    result = run(lab, "dsva", DSVA, client)
     assert (result.status, result.reason) == (status, reason)
     assert time.monotonic() - started < 3
 
 
-def test_garbled_output_is_never_a_pass(lab: Path) -> None:
+def test_garbled_output_is_never_a_pass(lab: Path, client: str) -> None:
     set_faults(lab, {DSVA: "garbled", WINDOWS: "garbled"})
-    assert run(lab, "dsva", DSVA).status == "unexpected output"
-    assert run(lab, "windows", WINDOWS).status == "unexpected output"
+    assert run(lab, "dsva", DSVA, client).status == "unexpected output"
+    assert run(lab, "windows", WINDOWS, client).status == "unexpected output"
 
 
-def test_every_command_is_logged(lab: Path) -> None:
+def test_every_command_is_logged(lab: Path, client: str) -> None:
     set_faults(lab, {})
-    run(lab, "windows", WINDOWS)
+    run(lab, "windows", WINDOWS, client)
     lines = (lab / "commands-ssh.log").read_text().splitlines()
     assert f"{WINDOWS} Administrator chcp" in lines and f"{WINDOWS} Administrator sc query vmci" in lines
     assert f"{DSVA} dsva service ds_agent status" in lines
+
+
+def test_host_keys_are_checked_against_known_hosts(lab: Path, client: str, tmp_path: Path) -> None:
+    set_faults(lab, {})
+    lab_key = asyncssh.read_private_key(str(lab / "host_key")).export_public_key().decode().strip()
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    known = tmp_path / "known_hosts"
+    name = f"[{DSVA}]:{PORT}"
+    known.write_text(f"{name} {lab_key}\n")
+    assert run(lab, "dsva", DSVA, client, known).status == "ok"
+    known.write_text(f"{name} {other}\n")
+    changed = run(lab, "dsva", DSVA, client, known)
+    assert (changed.status, changed.reason) == ("host key rejected",
+                                                f"the host key of {name} does not match known_hosts ({known})")
+    known.write_text(f"[{WINDOWS}]:{PORT} {lab_key}\n")
+    unknown = run(lab, "dsva", DSVA, client, known)
+    assert unknown.status == "host key rejected" and "not found in known_hosts" in (unknown.reason or "")
+    assert unknown.outputs == [] and changed.outputs == []

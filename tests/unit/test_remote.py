@@ -25,7 +25,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "windows"
 
 def remote(**kw: object) -> RemoteAccess:
     base = dict(concurrency=64, processes=0, connect_timeout_s=5.0, command_timeout_s=7.0, verify_host_keys=True,
-                known_hosts=Path("/nonexistent"), ssh_config=None, roles={})
+                known_hosts=Path("/nonexistent"), ssh_config=None, roles={}, ssh_client="paramiko")
     base.update(kw)
     return RemoteAccess(**base)  # type: ignore[arg-type]
 
