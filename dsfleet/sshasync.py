@@ -25,7 +25,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import asyncssh
 
@@ -151,28 +151,30 @@ class AsyncSsh:
         """
         remote = self.remote
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(remote.connect_timeout_s):
-                sock = await _tcp_connect(loop, endpoint.hostname, endpoint.port)
-        except TimeoutError:
-            raise ConnectTimeout("timed out during connect") from None
+        sock = None  # with a ProxyCommand, asyncssh runs it and talks through its pipes
+        if not endpoint.proxy_command:
+            try:
+                async with asyncio.timeout(remote.connect_timeout_s):
+                    sock = await _tcp_connect(loop, endpoint.hostname, endpoint.port)
+            except TimeoutError:
+                raise ConnectTimeout("timed out during connect") from None
         client = _Client(endpoint.known_name, self.known, str(remote.known_hosts))
         known = tuple(self.known(endpoint.known_name) or ()) if self.known else ()
         try:
             async with asyncio.timeout(remote.connect_timeout_s):
                 conn = await asyncssh.connect(
-                    sock=sock, options=self._base, client_factory=lambda: client, username=endpoint.user,
+                    endpoint.hostname, endpoint.port, sock=sock, options=self._base, client_factory=lambda: client, username=endpoint.user,
                     password=password, client_keys=self._client_keys(endpoint.key_file),
                     server_host_key_algs=_host_key_algs(known) if known else (),
                     proxy_command=endpoint.proxy_command or ())
         except TimeoutError:
-            sock.close()
+            _close(sock)
             raise HandshakeTimeout("authentication" if client.key_accepted else "the SSH handshake") from None
         except asyncssh.HostKeyNotVerifiable:
-            sock.close()
+            _close(sock)
             raise HostKeyRejected(client.refusal or "the host key was not accepted") from None
         except BaseException:
-            sock.close()
+            _close(sock)
             raise
         async with conn:
             outcomes = await asyncio.gather(*(self._command(conn, c) for c in commands), return_exceptions=True)
@@ -185,7 +187,8 @@ class AsyncSsh:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.remote.command_timeout_s):  # one deadline for the whole command
-                _, session = await conn.create_session(_Collect, command, encoding=None)
+                _, opened = await conn.create_session(_Collect, command, encoding=None)
+                session = cast(_Collect, opened)
                 await session.done
         except TimeoutError:
             raise CommandTimeout(command) from None
@@ -220,6 +223,11 @@ class _Collect(asyncssh.SSHClientSession):  # type: ignore[type-arg]
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             self.done.set_exception(exc) if exc else self.done.set_result(None)
+
+
+def _close(sock: socket.socket | None) -> None:
+    if sock is not None:
+        sock.close()
 
 
 async def _tcp_connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:

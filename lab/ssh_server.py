@@ -314,8 +314,10 @@ async def main(config_path: Path) -> None:
     async def serve(endpoint: dict[str, Any], listener: socket.socket) -> None:
         """Accept connections ourselves, so that a "silent" fault can hold one without the SSH banner."""
         loop = asyncio.get_running_loop()
-        options = dict(server_factory=server_class(endpoint, password), server_host_keys=[host_key],
-                       authorized_client_keys=authorized, process_factory=handler(endpoint), encoding=None)
+        # Built once per endpoint, not per connection.
+        options = asyncssh.SSHServerConnectionOptions(
+            server_factory=server_class(endpoint, password), server_host_keys=[host_key],
+            authorized_client_keys=authorized, process_factory=handler(endpoint), encoding=None)
         while True:
             conn, _ = await loop.sock_accept(listener)
             silent = faults.mode(endpoint["address"]) == "silent"
@@ -323,9 +325,9 @@ async def main(config_path: Path) -> None:
             tasks.add(task)  # a reference until it ends, or the loop may collect it mid-handshake
             task.add_done_callback(tasks.discard)
 
-    async def handshake(conn: socket.socket, options: dict[str, Any]) -> None:
+    async def handshake(conn: socket.socket, options: asyncssh.SSHServerConnectionOptions) -> None:
         try:
-            await asyncssh.run_server(conn, **options)
+            await asyncssh.run_server(conn, options=options)
         except (OSError, asyncssh.Error):
             conn.close()  # the client went away or was refused mid-handshake: its side reports it
 

@@ -120,6 +120,7 @@ def test_errors_name_file_field_and_expectation(tmp_path: Path, path: str, value
     ({"dsva": {"user": "dsva"}}, "remote.dsva", "password_env or key_file"),
     ({"dsva": {"user": "dsva", "key_file": "nope"}}, "remote.dsva.key_file", "an existing file"),
     ({"concurrency": 0}, "remote.concurrency", "an integer from 1 to 512"),
+    ({"ssh_client": "libssh"}, "remote.ssh_client", "asyncssh or paramiko"),
     ({"windows": {"user": "a", "password_env": "P", "address": "dns"}}, "remote.windows.address", "one of name, ip"),
     ({"esxi": {"user": "root", "password_env": "P", "sudo": True}}, "remote.esxi.sudo", "no such key"),
 ])
