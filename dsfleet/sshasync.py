@@ -163,8 +163,8 @@ class AsyncSsh:
         try:
             async with asyncio.timeout(remote.connect_timeout_s):
                 conn = await asyncssh.connect(
-                    endpoint.hostname, endpoint.port, sock=sock, options=self._base, client_factory=lambda: client, username=endpoint.user,
-                    password=password, client_keys=self._client_keys(endpoint.key_file),
+                    endpoint.hostname, endpoint.port, sock=sock, options=self._base, client_factory=lambda: client,
+                    username=endpoint.user, password=password, client_keys=self._client_keys(endpoint.key_file),
                     server_host_key_algs=_host_key_algs(known) if known else (),
                     proxy_command=endpoint.proxy_command or ())
         except TimeoutError:

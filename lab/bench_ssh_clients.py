@@ -148,7 +148,8 @@ def main() -> int:
             ("asyncssh, AES-GCM first (dsfleet)", lambda: _asyncssh(port, args.guests, GCM)),
             ("asyncssh, default ciphers", lambda: _asyncssh(port, args.guests, None)),
             ("paramiko (testinfra's paramiko backend)", lambda: _paramiko(port, args.guests)),
-            ("OpenSSH binary per command (testinfra's ssh backend)", lambda: _openssh(port, args.guests, folder, False)),
+            ("OpenSSH binary per command (testinfra's ssh backend)",
+             lambda: _openssh(port, args.guests, folder, False)),
             ("OpenSSH binary, ControlMaster per guest", lambda: _openssh(port, args.guests, folder, True)),
         ]
         print(f"{args.guests} guests, {len(COMMANDS)} commands each, {args.latency_ms} ms per command")
