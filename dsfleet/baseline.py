@@ -1,8 +1,13 @@
-"""Compare a run with an earlier one: what the change fixed, what it broke, what appeared or went away.
+"""results.json (its writer and its reader), and the comparison of a run with an earlier one: what the change
+fixed, what it broke, what appeared or went away.
 
 Results are keyed by (check id, object). A result that does not pass (fail or error; waived counts as not
 passing) is "failing". Categories: new failure, still failing, fixed, new pass, still passing; objects only in
 one run are listed as appeared or disappeared.
+
+On disk (version 3) each check's catalog text is written once, under ``checks``; a result carries only what is
+its own. In memory every result has its check's text too (the same string objects, not copies): a reader gets
+them back from :func:`load_doc` / :func:`load_results`, for version 3 and for the versions before it alike.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from .errors import InputError
 
 FAILING = ("fail", "error", "waived")
 OUTCOMES = ("pass", "fail", "error", "skip", "waived")
-RESULTS_VERSION = 2  # the results.json version this dsfleet writes and reads
+RESULTS_VERSION = 3  # the results.json version this dsfleet writes; it reads every version from 1
+# A check's catalog text as results.json's "checks" holds it (the catalog's own names), and the names a result
+# has it under in memory and in version 2: "guidance" is the check's remediation text; a result's "remediation"
+# is its own remedy followed by that text when it does not pass, else empty.
+CATALOG = ("title", "severity", "source", "remediation")
+PER_RESULT = {"title": "title", "severity": "severity", "source": "source", "guidance": "remediation"}
+SHARED = frozenset(PER_RESULT) | {"remediation"}  # left out of each result on disk
 
 
 @dataclass
@@ -55,7 +66,14 @@ class Diff:
 
 
 def load_results(path: Path) -> tuple[list[dict[str, Any]], Path]:
-    """An earlier run: its folder (with results.json) or the results.json itself."""
+    """An earlier run's results: its folder (with results.json) or the results.json itself."""
+    doc, file = load_doc(path)
+    return doc["results"], file
+
+
+def load_doc(path: Path) -> tuple[dict[str, Any], Path]:
+    """An earlier run's whole results.json (its folder or the file), checked; each result carries its check's
+    catalog text again (version 3 writes that once per check)."""
     file = path / "results.json" if path.is_dir() else path
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -73,6 +91,7 @@ def load_results(path: Path) -> tuple[list[dict[str, Any]], Path]:
     results = data.get("results")
     if not isinstance(results, list):
         raise InputError(str(file), "results", "a list of results", type(results).__name__)
+    checks = _checks(data.get("checks", {}), str(file))
     for i, r in enumerate(results):
         if not isinstance(r, dict):
             raise InputError(str(file), f"results[{i}]", "an object with check, object and outcome", r)
@@ -81,7 +100,58 @@ def load_results(path: Path) -> tuple[list[dict[str, Any]], Path]:
                 raise InputError(str(file), f"results[{i}].{key}", "text", r.get(key))
         if r["outcome"] not in OUTCOMES:
             raise InputError(str(file), f"results[{i}].outcome", "one of " + ", ".join(OUTCOMES), r["outcome"])
-    return results, file
+        info = checks.get(r["check"])
+        if info is not None and version >= 3:
+            _expand(r, info)
+    return data, file
+
+
+def _checks(block: Any, file: str) -> dict[str, dict[str, str]]:
+    """results.json's "checks": per check id, its catalog text (every field text)."""
+    if not isinstance(block, dict):
+        raise InputError(file, "checks", "an object: per check id, its title, severity, source and remediation",
+                         type(block).__name__)
+    for cid, info in block.items():
+        if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in CATALOG):
+            raise InputError(file, f"checks.{cid}", "an object with text " + ", ".join(CATALOG), info)
+    return block
+
+
+def _expand(r: dict[str, Any], info: dict[str, str]) -> None:
+    """A result as version 2 wrote it and as a run holds it: with its check's text (references, not copies)."""
+    for key, name in PER_RESULT.items():
+        r[key] = info[name]
+    remedy = r.get("remedy") or ""
+    r["remediation"] = (" ".join(x for x in (remedy, info["remediation"]) if x)
+                        if r["outcome"] in FAILING else "")
+
+
+def write_results(path: Path, doc: dict[str, Any]) -> None:
+    """results.json as it is encoded: the run's facts, each check's catalog text once ("checks", the checks the
+    results name), then one result per line with only what is its own.
+
+    Never one string of the whole file; each line is encoded by json's C encoder (an indented ``json.dump``
+    takes its pure-Python one). ``doc["results"]`` are results as a run holds them (with their check's text);
+    ``doc["version"]`` is the caller's (:data:`RESULTS_VERSION` for this shape).
+    """
+    rows: list[dict[str, Any]] = doc["results"]
+    checks: dict[str, dict[str, str]] = {}
+    for r in rows:
+        if r["check"] not in checks and all(key in r for key in PER_RESULT):
+            checks[r["check"]] = {name: r[key] for key, name in PER_RESULT.items()}
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    with path.open("w", encoding="utf-8") as out:
+        out.write("{\n")
+        for key, value in doc.items():
+            if key not in ("results", "checks"):
+                out.write(f" {encode(key)}: {encode(value)},\n")
+        if checks:
+            out.write(f' "checks": {encode(dict(sorted(checks.items())))},\n')
+        out.write(' "results": [')
+        for i, r in enumerate(rows):
+            own = {k: v for k, v in r.items() if k not in SHARED} if r["check"] in checks else r
+            out.write(("\n  " if i == 0 else ",\n  ") + encode(own))
+        out.write("\n ]\n}\n")
 
 
 def compare(current: list[dict[str, Any]], earlier: list[dict[str, Any]], baseline: str) -> Diff:

@@ -19,11 +19,8 @@ ARTIFACTS = ("snapshot.json", "results.json", "report.html", "junit.xml", "summa
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()  # read and hashed in C, block by block
 
 
 def write(run_dir: Path, nested: Iterable[str] = ()) -> Path:

@@ -8,7 +8,6 @@ with a shard missing, one given twice, or two shards judging the same object is 
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from . import manifest, summary
 from . import shard as shard_mod
-from .baseline import Diff, compare, load_results
+from .baseline import PER_RESULT, RESULTS_VERSION, Diff, compare, load_doc, load_results, write_results
 from .catalog import language
 from .errors import InputError
 from .fleet import Fleet
@@ -41,11 +40,17 @@ def read(folder: Path) -> ShardRun:
     if problems:
         raise InputError(str(folder), manifest.NAME, "a shard's run folder whose artifacts match its manifest",
                          problems[0])
-    results, file = load_results(folder)
-    doc = json.loads(file.read_text(encoding="utf-8"))
+    doc, file = load_doc(folder)
     spec = doc.get("shard")
     if not isinstance(spec, str):
         raise InputError(str(file), "shard", "the spec of a shard run (pytest --shard SPEC)", spec)
+    results: list[dict[str, Any]] = doc["results"]
+    for r in results:
+        # The merged summary shows each check's title, remediation and source: a result without them (a
+        # version 3 file whose "checks" lacks its check) cannot be reported, so the set is refused.
+        if not all(isinstance(r.get(key), str) for key in PER_RESULT):
+            raise InputError(str(file), f"checks.{r['check']}", "the check's title, severity, source and "
+                             "remediation (every check the results name)")
     return ShardRun(folder, shard_mod.parse(spec, f"{file}: shard"), doc, results)
 
 
@@ -122,7 +127,7 @@ def merge(out: Path, folders: list[Path], baseline: Path | None = None, fail_on:
     gaps = list(dict.fromkeys(g for run in runs for g in run.doc.get("evidence_gaps", [])))
     verdict = judge(rows)
     doc = {
-        **first, "shard": None, "snapshot": None, "snapshot_sha256": None,
+        **{k: v for k, v in first.items() if k != "checks"}, "version": RESULTS_VERSION, "shard": None, "snapshot": None, "snapshot_sha256": None,
         "shards": [{"shard": run.shard.spec, "folder": f"shards/{run.shard.folder}",
                     "snapshot_sha256": run.doc.get("snapshot_sha256"), "verdict": run.doc.get("verdict"),
                     "started_utc": run.doc.get("started_utc"), "finished_utc": run.doc.get("finished_utc")}
@@ -137,7 +142,7 @@ def merge(out: Path, folders: list[Path], baseline: Path | None = None, fail_on:
     out.mkdir(parents=True, exist_ok=True)
     for run in runs:
         shutil.copytree(run.folder, out / "shards" / run.shard.folder, symlinks=True)
-    (out / "results.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_results(out / "results.json", doc)
     history = [(language(doc.get("lang", "en"))("trend.baseline"), summary.failing_counts(earlier))] if diff else None
     summary.write(out, doc, diff, history)
     _write_manifest(out, runs)

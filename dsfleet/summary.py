@@ -10,7 +10,6 @@ of those VMs' rows links back to it. Nothing is hidden: every non-passing result
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from .baseline import FAILING, Diff, load_results
+from .baseline import FAILING, Diff, load_doc
 from .catalog import SEVERITIES, Language, language
 from .errors import InputError
 from .verdict import COUNTED, Verdict, judge
@@ -131,9 +130,8 @@ def load_history(folder: Path, skip: Path | None = None, limit: int = HISTORY_RU
         if real in seen or (skip is not None and real.parent == skip.resolve()):
             continue
         seen.add(real)
-        results, _ = load_results(file)
-        started = json.loads(file.read_text(encoding="utf-8")).get("started_utc") or file.parent.name
-        points.append((str(started), failing_counts(results)))
+        doc, _ = load_doc(file)
+        points.append((str(doc.get("started_utc") or file.parent.name), failing_counts(doc["results"])))
     return sorted(points)[-limit:]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from dsfleet.baseline import load_results
 from lab.run import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ class SuiteRun:
 
     @property
     def results(self) -> list[dict[str, Any]]:
-        return json.loads((self.run_dir / "results.json").read_text())["results"]
+        return load_results(self.run_dir)[0]  # each result with its check's catalog text put back
 
     def findings(self) -> set[tuple[str, str]]:
         """(check id, object) of every failing or erroring result."""

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from dsfleet.baseline import load_doc
+
 from ..conftest import run_suite
 from ..unit.test_summary import english_leaks
 
@@ -45,7 +47,7 @@ def test_engine_offline_reports_root_causes_first_in_both_languages(start_lab: A
     fold = html[html.index('data-c="ISO-001"><td>esx-02'):]
     fold = fold[:fold.index("</details>")]
     assert all(f"WIN-02-0{i}@esx-02" in fold for i in range(1, 6))
-    results = json.loads((run.run_dir / "results.json").read_text())["results"]
+    results = load_doc(run.run_dir)[0]["results"]  # each result with its check's catalog text again
     case_a = next(r for r in results if (r["check"], r["object"]) == ("ISO-001", "esx-01"))
     anchor = re.search(r'<tr id="(f\d+)" data-o="fail" data-s="critical" data-h="esx-01" data-c="ISO-001">', html)
     assert case_a["case"] == "A" and len(case_a["explains"]) >= 4
@@ -53,6 +55,10 @@ def test_engine_offline_reports_root_causes_first_in_both_languages(start_lab: A
     # Nothing hidden: every result that did not pass is in the page.
     assert all(f"<td>{r['object']}" in html for r in results if r["outcome"] in ("fail", "error"))
     assert all(re.search(r"https://|^field practice: ", r["source"]) for r in results)
+    # On disk each check's catalog text is written once, under "checks"; a result carries only its own facts.
+    raw = json.loads((run.run_dir / "results.json").read_text())
+    assert raw["version"] == 3 and set(raw["checks"]) == {r["check"] for r in raw["results"]}
+    assert not any({"title", "source", "guidance", "remediation"} & set(r) for r in raw["results"])
 
     # The same lab in Japanese, with a waiver and a baseline in which the waived objects passed.
     baseline = tmp_path / "baseline.json"

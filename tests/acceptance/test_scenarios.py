@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dsfleet.baseline import load_results
 from lab.run import ENV_DSM_KEY
 
 from ..conftest import run_suite
@@ -86,7 +87,7 @@ def test_scenario_findings(scenario: str, start_lab: Any, tmp_path: Path) -> Non
     for name in ("report.html", "junit.xml", "snapshot.json", "results.json"):
         assert (run.run_dir / name).is_file()
     html = (run.run_dir / "report.html").read_text()
-    for finding in run.results:
+    for finding in load_results(run.run_dir)[0]:  # with each check's catalog text (written once per check)
         if finding["outcome"] == "fail":
             assert finding["remediation"] and finding["source"] and finding["observed"] and finding["required"]
     # Secrets never reach any artifact.
@@ -103,7 +104,7 @@ def test_scenario_findings(scenario: str, start_lab: Any, tmp_path: Path) -> Non
 def test_engine_offline_cases_and_causes(start_lab: Any, tmp_path: Path) -> None:
     lab = start_lab("engine-offline")
     run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path), env=lab.env)
-    by = {(r["check"], r["object"]): r for r in run.results}
+    by = {(r["check"], r["object"]): r for r in load_results(run.run_dir)[0]}
     iso = {host: by[("ISO-001", host)]["observed"] for host in ("esx-01", "esx-02", "esx-04")}
     assert iso["esx-01"].startswith("case A: Anti-Malware Engine Offline on 5 of 6 protected VMs on esx-01")
     for cause in ("WIN-01-01: vsepflt: STOPPED", "WIN-01-02: the VM is suspended",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dsfleet import manifest
-from dsfleet.baseline import compare, load_results
+from dsfleet.baseline import RESULTS_VERSION, compare, load_doc, load_results, write_results
 from dsfleet.errors import InputError
 from dsfleet.waivers import find, load
 
@@ -80,6 +80,46 @@ def test_load_results_errors(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text(json.dumps({"schema": "other"}))
     with pytest.raises(InputError, match="schema: expected 'dsfleet-results'"):
         load_results(tmp_path)
+
+
+def _run_result(check: str, obj: str, outcome: str, remedy: str = "") -> dict[str, Any]:
+    """A result as a run holds it: its own facts and its check's catalog text."""
+    return {"check": check, "title": f"title {check}", "severity": "high", "object": obj, "host": "esx-01",
+            "identity": "", "observed": "seen", "required": "wanted", "outcome": outcome,
+            "remediation": " ".join(x for x in (remedy, f"fix {check}") if x) if outcome != "pass" else "",
+            "remedy": remedy, "guidance": f"fix {check}", "source": "field practice: x", "evidence": [],
+            "waiver": None, "case": "", "explains": [], "cause": None, "nodeid": f"n-{obj}"}
+
+
+def test_results_json_writes_catalog_text_once_and_reads_back_the_same(tmp_path: Path) -> None:
+    rows = [_run_result("BLD-001", "a", "fail", remedy="upgrade a"), _run_result("BLD-001", "b", "pass"),
+            _run_result("PRT-002", "c", "waived")]
+    path = tmp_path / "results.json"
+    write_results(path, {"schema": "dsfleet-results", "version": RESULTS_VERSION, "results": rows})
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["checks"] == {"BLD-001": {"title": "title BLD-001", "severity": "high", "source": "field practice: x",
+                                         "remediation": "fix BLD-001"},
+                             "PRT-002": {"title": "title PRT-002", "severity": "high", "source": "field practice: x",
+                                         "remediation": "fix PRT-002"}}
+    assert not any({"title", "severity", "source", "guidance", "remediation"} & set(r) for r in raw["results"])
+    assert path.read_text(encoding="utf-8").count("fix BLD-001") == 1
+    assert load_results(path)[0] == rows  # every reader sees the results as the run held them
+
+
+def test_a_version_2_baseline_still_loads_and_a_newer_one_fails_in_one_line(tmp_path: Path) -> None:
+    # Last week's scheduled run wrote version 2: every result with its catalog text. It keeps gating.
+    rows = [_run_result("BLD-001", "a", "fail", remedy="upgrade a")]
+    (tmp_path / "results.json").write_text(json.dumps({"schema": "dsfleet-results", "version": 2, "results": rows}))
+    assert load_results(tmp_path)[0] == rows
+    (tmp_path / "results.json").write_text(json.dumps({"schema": "dsfleet-results", "version": RESULTS_VERSION + 1,
+                                                       "results": rows}))
+    with pytest.raises(InputError, match=rf"results.json: version: expected a results version from 1 to "
+                                         rf"{RESULTS_VERSION} \(this dsfleet reads up to {RESULTS_VERSION}"):
+        load_doc(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"schema": "dsfleet-results", "version": RESULTS_VERSION,
+                                                       "checks": {"BLD-001": {"title": 1}}, "results": []}))
+    with pytest.raises(InputError, match="checks.BLD-001: expected an object with text title, severity"):
+        load_doc(tmp_path)
 
 
 def test_manifest_round_trip_and_tampering(tmp_path: Path) -> None:
