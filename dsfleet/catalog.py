@@ -10,6 +10,7 @@ English observed / required / fix texts into that language (``phrases``: regular
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -106,6 +107,7 @@ class Language:
         return english
 
 
+@functools.cache  # read by the summary, HTML and terminal hooks alike: parse each file once per process
 def language(code: str) -> Language:
     """The labels of ``code`` (every English key must be translated) and its phrases, in file order."""
     base = _data("catalog.yml").get("labels") or {}
