@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -20,7 +21,7 @@ from .dsm import DsmClient
 from .errors import DsfleetError, GatherError
 from .inventory import Inventory
 from .join import join
-from .fleet import Fleet, Unavailable
+from .fleet import Fleet, Target, Unavailable
 from .snapshot import (NOT_SELECTED, SCHEMA, VERSION, DsmComputer, DsmFacts, EventFacts, HostProbe, InventoryRef,
                        NsxFacts, OfflineSegmentRef, RelayGroupFacts, RemoteFacts, Snapshot, SourceProbe,
                        UpdateComponent, UpdatePathFacts, VcenterFacts)
@@ -49,6 +50,9 @@ def _shown(value: Any) -> str:
     return text[:80] + "…" if len(text) > 80 else text
 
 
+_PATHS: dict[str, tuple[str, ...]] = {}  # a field path → its keys (the same ~20 paths for every computer)
+
+
 class _Record:
     """One REST computer object, read field by field against the type the official SDK declares.
 
@@ -62,20 +66,24 @@ class _Record:
         self.raw, self.id, self.prefix = raw, computer_id, prefix
         self.problems: list[str] = [] if problems is None else problems
 
-    def _get(self, path: str, fits: Callable[[Any], bool], expected: str) -> Any:
+    def _get(self, path: str) -> Any:
+        """The value at ``path``, or None where it (or an object on the way) is absent or null; an object on the
+        way that is no object is noted. Called about 20 times per computer, so each path is split only once."""
+        keys = _PATHS.get(path)
+        if keys is None:
+            keys = _PATHS[path] = tuple(path.split("."))
         node: Any = self.raw
-        keys = path.split(".")
-        for depth, key in enumerate(keys):
-            if node is None:
+        depth = 0
+        for key in keys:
+            if isinstance(node, dict):
+                node = node.get(key)
+            elif node is None:
                 return None
-            if not isinstance(node, dict):
+            else:
                 self._note(".".join(keys[:depth]), "an object", node)
                 return None
-            node = node.get(key)
-        if node is None or fits(node):
-            return node
-        self._note(path, expected, node)
-        return None
+            depth += 1
+        return node
 
     def _note(self, path: str, expected: str, got: Any) -> None:
         line = f"DSM computer {self.id}: {self.prefix}{path}: expected {expected}, got {_shown(got)}"
@@ -83,28 +91,44 @@ class _Record:
             self.problems.append(line)
 
     def text(self, path: str) -> str | None:
-        value: str | None = self._get(path, lambda v: isinstance(v, str), "a string")
-        return value
+        value = self._get(path)
+        if value is None or isinstance(value, str):
+            return value
+        self._note(path, "a string", value)
+        return None
 
     def integer(self, path: str) -> int | None:
-        value: int | None = self._get(path, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
-        return value
+        value = self._get(path)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        self._note(path, "an integer", value)
+        return None
 
     def texts(self, path: str) -> list[str]:
-        value: list[str] | None = self._get(
-            path, lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v), "a list of strings")
-        return list(value or [])
+        value = self._get(path)
+        if value is None:
+            return []
+        if isinstance(value, list) and all(isinstance(i, str) for i in value):
+            return list(value)
+        self._note(path, "a list of strings", value)
+        return []
 
     def flag(self, path: str) -> bool | None:
-        value: bool | None = self._get(path, lambda v: isinstance(v, bool), "true or false")
-        return value
+        value = self._get(path)
+        if value is None or isinstance(value, bool):
+            return value
+        self._note(path, "true or false", value)
+        return None
 
     def objects(self, path: str) -> list["_Record"]:
         """Each object of a list field, read field by field like the record itself."""
-        value: list[Any] | None = self._get(
-            path, lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v), "a list of objects")
-        return [_Record(item, self.id, f"{self.prefix}{path}[{i}].", self.problems)
-                for i, item in enumerate(value or [])]
+        value = self._get(path)
+        if value is None:
+            return []
+        if not (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
+            self._note(path, "a list of objects", value)
+            return []
+        return [_Record(item, self.id, f"{self.prefix}{path}[{i}].", self.problems) for i, item in enumerate(value)]
 
 
 def computer_from_api(raw: Any, position: int) -> DsmComputer:
@@ -284,10 +308,16 @@ def gather(inv: Inventory, since: dt.datetime | None = None, sources: Collection
         shard_mod.validate(shard, fleet)  # a misspelt vCenter or cluster stops the run before any host is contacted
         keep = partial(shard_mod.probe_member, shard, fleet)
     snap.remote = gather_remote(inv, fleet, passwords, deadline, roles, say, keep)
+    # A shard contacts only the hosts whose rows it judges: relays by their UPD-004 row, Windows agents by
+    # their WIN-001 row (dsfleet.shard.member decides both, as for every other row).
+    def owns(target: Target) -> bool:
+        return shard is None or shard_mod.member(shard, fleet, target)
+
     if want("remote:relay"):
-        snap.update_path.probes += relay_probes(inv, snap, passwords, deadline)
+        snap.update_path.probes += relay_probes(inv, snap, passwords, deadline,
+                                                lambda relay: owns(Target(f"update source from {relay}")))
     if want("remote:windows_agent"):
-        snap.remote.probes += windows_agent_probes(inv, Fleet(snap), passwords, deadline)
+        snap.remote.probes += windows_agent_probes(inv, Fleet(snap), passwords, deadline, owns)
     snap.gather_seconds = round(time.monotonic() - started, 3)
     return snap
 
@@ -361,9 +391,13 @@ def gather_update_path(inv: Inventory, client: DsmClient, proxy_auth: tuple[str,
     return facts
 
 
+_OTHER_SHARD = "not contacted: its row is judged by another shard"
+
+
 def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None],
-                 deadline: float | None = None) -> list[SourceProbe]:
-    """The same source, probed from each relay the inventory lists (curl over SSH, read-only)."""
+                 deadline: float | None = None, keep: Callable[[str], bool] | None = None) -> list[SourceProbe]:
+    """The same source, probed from each relay the inventory lists (curl over SSH, read-only); ``keep``: the
+    relays this shard judges (the others are not contacted)."""
     facts = snap.update_path
     if inv.update_source is None or not inv.update_source.relays or facts.probe_url is None:
         return []
@@ -381,8 +415,10 @@ def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None
         command = updatepath.relay_command(url, proxy, inv.update_source.timeout_s)
     except ValueError as err:
         return not_probed(str(err))
-    targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,)) for r in relays]
-    out = []
+    targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,)) for r in relays
+               if keep is None or keep(r)]
+    out = [SourceProbe(origin=r, url=url, proxy=proxy, status="not probed", reason=_OTHER_SHARD)
+           for r in relays if keep is not None and not keep(r)]
     for probe in remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline)):
         if probe.status != "ok":
             out.append(SourceProbe(origin=probe.name, url=url, proxy=proxy, status="not probed",
@@ -394,7 +430,8 @@ def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None
 
 
 def windows_agent_probes(inv: Inventory, fleet: Fleet, passwords: dict[str, str | None],
-                         deadline: float | None = None) -> list[HostProbe]:
+                         deadline: float | None = None,
+                         keep: Callable[[Target], bool] | None = None) -> list[HostProbe]:
     """Trusted roots and installed updates of every Windows agent and relay (WIN-001), over remote.windows_agent.
     Without that access, or without the DSM, nothing is probed: WIN-001 then errors with the reason."""
     access = inv.remote.roles.get("windows_agent") if inv.remote is not None else None
@@ -402,6 +439,9 @@ def windows_agent_probes(inv: Inventory, fleet: Fleet, passwords: dict[str, str 
         return []
     try:
         targets = fleet.windows_agent_targets(access.address)
+        if keep is not None:  # windows_agent_targets follows windows_agent_hosts one for one
+            targets = [t if keep(host) else dataclasses.replace(t, skip_reason=_OTHER_SHARD)
+                       for t, host in zip(targets, fleet.windows_agent_hosts(), strict=True)]
     except Unavailable:
         return []
     return remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline))

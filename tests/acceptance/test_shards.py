@@ -29,7 +29,14 @@ def test_two_hash_shards_merge_into_the_unsharded_run(start_lab: Any, tmp_path: 
     lab = start_lab("engine-offline")
     inventory = ("--inventory", str(lab.inventory_path))
     whole = run_suite(tmp_path / "whole", *inventory, env=lab.env)
-    shards = [run_suite(tmp_path / f"shard-{k}", *inventory, "--shard", f"hash:{k}/2", env=lab.env) for k in (1, 2)]
+    shards, contacted = [], []
+    log = lab.dir / "commands-ssh.log"  # "<address> <user> <command>" per command the SSH stand-in was sent
+    for k in (1, 2):
+        log.write_text("")
+        shards.append(run_suite(tmp_path / f"shard-{k}", *inventory, "--shard", f"hash:{k}/2", env=lab.env))
+        contacted.append({line.split()[0] for line in log.read_text().splitlines()})
+    # A shard contacts only the hosts whose rows it judges (guests, DSVAs, ESXi, relays, Windows agents).
+    assert contacted[0] and contacted[1] and not contacted[0] & contacted[1], contacted[0] & contacted[1]
     for run in shards:
         assert run.results, run.stdout[-2000:] + run.stderr[-2000:]
         assert json.loads((run.run_dir / "results.json").read_text())["shard"].startswith("hash:")
