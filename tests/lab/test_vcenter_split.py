@@ -25,3 +25,30 @@ def test_split_read_matches_single_read(start_lab: Any, monkeypatch: pytest.Monk
     assert split.hosts == single.hosts and len(split.vms) == len(lab.fleet.vms)
     assert single.api_calls == 5  # RetrieveContent, CreateContainerView, RetrievePropertiesEx x2, DestroyView
     assert split.api_calls == 8  # the VM read moves to 2 workers, each with its own RetrieveContent
+
+
+def test_fast_read_matches_pyvmomis_deserializer(start_lab: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyvmomi's own deserializer is the reference the streaming parse is checked against, on the same vCenter."""
+    lab = start_lab("engine-offline")
+    monkeypatch.setattr(os, "environ", dict(os.environ, **lab.env))
+    inv = inventory.load(lab.inventory_path)
+    endpoint = inv.vcenters[0]
+    password = inv.secret(endpoint.password_env, "vcenters[0].password_env")
+    chosen: list[str] = []
+    choose = vcenter.collector_for
+
+    def recorded(stub: Any, collector: Any, counter: Any) -> vcenter.Collector:
+        chosen.append(type(choose(stub, collector, counter)).__name__)
+        return choose(stub, collector, counter)
+
+    monkeypatch.setattr(vcenter, "collector_for", recorded)
+    fast = vcenter.gather(endpoint, password)
+    # A dispatch choice, not a client patch: the same session and calls, answered by pyvmomi's deserializer.
+    monkeypatch.setattr(vcenter, "collector_for", lambda stub, collector, counter: vcenter.PyvmomiCollector(collector))
+    reference = vcenter.gather(endpoint, password)
+    assert chosen == ["RawCollector"]
+    assert fast.error is None and reference.error is None
+    assert fast.hosts == reference.hosts and fast.vms == reference.vms
+    assert len(fast.vms) == len(lab.fleet.vms) and any(h.cluster for h in fast.hosts)
+    assert {v.power_state for v in fast.vms} > {"poweredOn"} and any(v.host_key for v in fast.vms)
+    assert fast.api_calls == reference.api_calls == 5  # pyvmomi's calls are counted once, by the stub's wrapper

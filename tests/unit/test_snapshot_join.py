@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import re
+import zlib
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +16,7 @@ import pytest
 from pyVmomi import vim
 
 from dsfleet import snapshot, vcenter
-from dsfleet.errors import InputError
+from dsfleet.errors import GatherError, InputError
 from dsfleet.join import join
 from dsfleet.snapshot import (DsmComputer, DsmFacts, InventoryRef, JoinResult, Snapshot, VcenterFacts, VcHost,
                               VcVm)
@@ -82,8 +86,8 @@ def test_join_prefers_uuid_then_name_and_reports_leftovers() -> None:
 class ScriptedCollector:
     """Answers RetrievePropertiesEx in pages, as a vCenter does when maxObjects is smaller than the result."""
 
-    def __init__(self, pages: list[list[Any]]) -> None:
-        self.pages, self.calls = pages, []
+    def __init__(self, pages: list[list[Any]], last_token: str | None = None) -> None:
+        self.pages, self.calls, self.last_token = pages, [], last_token
 
     def RetrievePropertiesEx(self, specs: Any, options: Any) -> Any:  # noqa: N802 - vSphere method name
         self.calls.append(("RetrievePropertiesEx", options.maxObjects))
@@ -94,34 +98,160 @@ class ScriptedCollector:
         return self._page(int(token))
 
     def _page(self, i: int) -> Any:
-        return SimpleNamespace(objects=self.pages[i], token=str(i + 1) if i + 1 < len(self.pages) else None)
+        token = str(i + 1) if i + 1 < len(self.pages) else self.last_token
+        return vcenter.RetrieveResult(objects=self.pages[i], token=token)
+
+
+class View(vim.view.ContainerView):  # type: ignore[misc]
+    destroyed: list[bool] = []
+
+    def Destroy(self) -> None:  # noqa: N802 - vSphere method name
+        self.destroyed.append(True)
+
+
+def scripted_content() -> Any:
+    view = View("session[lab]view-1")
+    return SimpleNamespace(rootFolder=None, viewManager=SimpleNamespace(CreateContainerView=lambda *a: view))
 
 
 def test_retrieve_follows_continuation_tokens() -> None:
-    destroyed = []
-
-    class View(vim.view.ContainerView):  # type: ignore[misc]
-        def Destroy(self) -> None:  # noqa: N802 - vSphere method name
-            destroyed.append(True)
-
-    view = View("session[lab]view-1")
+    View.destroyed = []
     collector = ScriptedCollector([["a", "b"], ["c", "d"], ["e"]])
-    content = SimpleNamespace(rootFolder=None, propertyCollector=collector,
-                              viewManager=SimpleNamespace(CreateContainerView=lambda *a: view))
-    assert list(vcenter.retrieve(content, page_size=2)) == ["a", "b", "c", "d", "e"]
+    with vcenter.container_view(scripted_content()) as view:
+        assert list(vcenter.retrieve(collector, view, page_size=2)) == ["a", "b", "c", "d", "e"]
     assert collector.calls == [("RetrievePropertiesEx", 2), ("ContinueRetrievePropertiesEx", "1"),
                                ("ContinueRetrievePropertiesEx", "2")]
-    assert destroyed == [True]
+    assert View.destroyed == [True]
+
+
+def test_retrieve_stops_on_a_page_that_brings_nothing() -> None:
+    """A token on an empty page is a server that makes no progress: an error, never an endless loop."""
+    View.destroyed = []
+    collector = ScriptedCollector([["a"], []], last_token="1")
+    with pytest.raises(GatherError, match="no objects still carries a token"):
+        with vcenter.container_view(scripted_content()) as view:
+            list(vcenter.retrieve(collector, view, page_size=2))
+    assert View.destroyed == [True]
+
+
+def test_retrieve_stops_when_pages_never_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vcenter, "MAX_OBJECTS", 3)
+    collector = ScriptedCollector([["a", "b"], ["c", "d"], ["e"]])
+    with pytest.raises(GatherError, match="more than 3 objects and still a token"):
+        list(vcenter.retrieve(collector, View("session[lab]view-1"), page_size=2))
+
+
+def ref(kind: str, moid: str) -> vcenter.Ref:
+    return vcenter.Ref(kind, moid)
 
 
 def test_facts_from_objects_tolerates_missing_properties() -> None:
-    host = vim.HostSystem("host-1")
-    objects = [SimpleNamespace(obj=host, propSet=[SimpleNamespace(name="name", val="esx-01")]),
-               SimpleNamespace(obj=vim.VirtualMachine("vm-1"), propSet=[SimpleNamespace(name="name", val="W"),
-                                                                        SimpleNamespace(name="runtime.host", val=host)])]
+    objects = [vcenter.ObjectContent(ref("HostSystem", "host-1"), {"name": "esx-01"}),
+               vcenter.ObjectContent(ref("VirtualMachine", "vm-1"), {"name": "W", "runtime.host": ref("HostSystem",
+                                                                                                       "host-1")})]
     hosts, vms = vcenter.facts_from_objects("vc", iter(objects))
     assert hosts[0].name == "esx-01" and hosts[0].cluster is None
     assert vms[0].host_key == "vc/host-1" and vms[0].power_state is None and vms[0].tools_running is None
+
+
+def test_facts_from_objects_refuses_a_property_of_the_wrong_kind() -> None:
+    objects = [vcenter.ObjectContent(ref("VirtualMachine", "vm-1"), {"name": "W", "runtime.host": "host-1"})]
+    with pytest.raises(GatherError, match="vm-1 runtime.host: expected a managed object reference"):
+        vcenter.facts_from_objects("vc", objects)
+
+
+ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{}</soapenv:Body></soapenv:Envelope>')
+
+
+def answer(body: str, method: str = "RetrievePropertiesEx") -> bytes:
+    return ENVELOPE.format(f'<{method}Response xmlns="urn:vim25">{body}</{method}Response>').encode()
+
+
+def prop(name: str, kind: str, text: str, extra: str = "") -> str:
+    return f'<propSet><name>{name}</name><val xsi:type="{kind}"{extra}>{text}</val></propSet>'
+
+
+def chunks(data: bytes, size: int = 7) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]  # an answer arrives in pieces
+
+
+def test_parse_result_reads_the_scalar_properties_and_the_token() -> None:
+    body = ('<returnval><objects><obj type="VirtualMachine">vm-7</obj>'
+            + prop("name", "xsd:string", "WIN &amp; co")
+            + prop("runtime.powerState", "VirtualMachinePowerState", "poweredOn")
+            + prop("runtime.host", "ManagedObjectReference", "host-3", ' type="HostSystem"')
+            + prop("config.template", "xsd:boolean", "false")
+            + prop("guest.hostName", "xsd:string", "")
+            + '<missingSet><path>guest.ipAddress</path><fault><fault xsi:type="NoPermission"/></fault></missingSet>'
+            + '</objects><token>tok-1</token></returnval>')
+    result = vcenter.parse_result(chunks(answer(body)), "RetrievePropertiesEx")
+    assert result.token == "tok-1"
+    assert result.objects == [vcenter.ObjectContent(ref("VirtualMachine", "vm-7"), {
+        "name": "WIN & co", "runtime.powerState": "poweredOn", "runtime.host": ref("HostSystem", "host-3"),
+        "config.template": False, "guest.hostName": ""})]
+
+
+def test_parse_result_of_an_empty_answer_and_of_a_continuation() -> None:
+    assert vcenter.parse_result([answer("")], "RetrievePropertiesEx") == vcenter.RetrieveResult([], None)
+    body = '<returnval><objects><obj type="HostSystem">host-1</obj></objects></returnval>'
+    result = vcenter.parse_result([answer(body, "ContinueRetrievePropertiesEx")], "ContinueRetrievePropertiesEx")
+    assert result == vcenter.RetrieveResult([vcenter.ObjectContent(ref("HostSystem", "host-1"))], None)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (answer('<returnval><objects><obj type="VirtualMachine">vm-1</obj>'
+            + prop("config", "VirtualMachineConfigInfo", "<name>x</name>") + "</objects></returnval>"),
+     "VirtualMachine vm-1 config: a value of type VirtualMachineConfigInfo, where dsfleet asks only for scalar"),
+    (answer('<returnval><objects><obj type="VirtualMachine">vm-1</obj>'
+            + prop("config.template", "xsd:boolean", "maybe") + "</objects></returnval>"),
+     "'maybe' is not a valid xsd:boolean"),
+    (answer('<returnval><objects><obj type="VirtualMachine">vm-1</obj>'
+            "<propSet><name>name</name><val>W</val></propSet></objects></returnval>"), "the value has no xsi:type"),
+    (answer('<returnval><objects><propSet><name>name</name></propSet></objects></returnval>'), "no reference"),
+    (answer('<returnval><objects><obj type="VirtualMachine">vm-1</obj>')[:-40], "not well-formed XML"),
+    (ENVELOPE.format('<soapenv:Fault><faultcode>x</faultcode><faultstring>boom</faultstring></soapenv:Fault>')
+     .encode(), "answered a fault: boom"),
+    (answer("", "RetrieveProperties"), "holds no RetrievePropertiesExResponse"),
+    (answer('<objects><obj type="HostSystem">host-1</obj></objects><returnval></returnval>'), "objects outside"),
+    (answer('<returnval><token>a</token><token>b</token></returnval>'), "a second or an empty token"),
+])
+def test_parse_result_refuses_what_it_cannot_read(data: bytes, reason: str) -> None:
+    with pytest.raises(GatherError, match=re.escape(reason)):
+        vcenter.parse_result(chunks(data), "RetrievePropertiesEx")
+
+
+class Answer:
+    """Just enough of an http.client response for vcenter._body."""
+
+    def __init__(self, data: bytes, encoding: str | None) -> None:
+        self.data, self.encoding = io.BytesIO(data), encoding
+
+    def getheader(self, name: str) -> str | None:
+        return self.encoding if name == "Content-Encoding" else None
+
+    def read(self, size: int) -> bytes:
+        return self.data.read(size)
+
+
+@pytest.mark.parametrize("encoding,pack", [
+    (None, lambda b: b), ("gzip", gzip.compress), ("deflate", zlib.compress),
+    ("deflate", lambda b: zlib.compress(b, wbits=-zlib.MAX_WBITS))])  # raw deflate, as some servers send it
+def test_body_inflates_what_the_server_compressed(encoding: str | None, pack: Any) -> None:
+    data = answer('<returnval><objects><obj type="HostSystem">host-1</obj></objects></returnval>') * 1
+    assert b"".join(vcenter._body(Answer(pack(data), encoding))) == data  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("encoding,data,reason", [
+    ("gzip", gzip.compress(b"<x/>" * 100)[:-12], "ends early"),
+    ("gzip", b"not gzip at all", "cannot be inflated"),
+    ("br", b"", "unknown Content-Encoding: br"),
+    ("gzip", gzip.compress(b"<x/>") + b"<y/>", "data after its end"),
+])
+def test_body_refuses_a_broken_encoding(encoding: str, data: bytes, reason: str) -> None:
+    with pytest.raises(GatherError, match=reason):
+        b"".join(vcenter._body(Answer(data, encoding)))  # type: ignore[arg-type]
 
 
 def test_ssl_context_verifies_unless_turned_off() -> None:
@@ -129,3 +259,163 @@ def test_ssl_context_verifies_unless_turned_off() -> None:
     assert vcenter.ssl_context(True, None).verify_mode is ssl.CERT_REQUIRED
     off = vcenter.ssl_context(False, None)
     assert off.verify_mode is ssl.CERT_NONE and not off.check_hostname
+class SoapServer:
+    """A local HTTP endpoint that answers each POST with the next scripted (status, headers, body)."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+        import http.server
+        import threading
+
+        self.answers, self.requests = answers, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests.append((dict(self.headers), body))
+                status, headers, data = server.answers.pop(0)
+                self.send_response(status)
+                for key, value in {"Content-Type": "text/xml", **headers, "Content-Length": str(len(data))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/sdk"
+
+    def collector(self) -> vcenter.RawCollector:
+        from pyVmomi import SoapStubAdapter, vmodl
+        stub = SoapStubAdapter(url=self.url, version="vim.version.version13", httpConnectionTimeout=5)
+        stub.cookie = 'vmware_soap_session="s1"'
+        counter = vcenter.CallCounter()
+        return vcenter.RawCollector(stub, vmodl.query.PropertyCollector("propertyCollector", stub), counter)
+
+
+FAULT = ENVELOPE.format(
+    '<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The object has already been deleted'
+    '</faultstring><detail><ManagedObjectNotFoundFault xmlns="urn:vim25" xsi:type="ManagedObjectNotFound">'
+    '<obj type="VirtualMachine">vm-1</obj></ManagedObjectNotFoundFault></detail></soapenv:Fault>').encode()
+
+
+def test_raw_collector_sends_pyvmomis_request_and_reads_the_answer() -> None:
+    from pyVmomi import vmodl
+    page = answer('<returnval><token>t1</token><objects><obj type="HostSystem">host-1</obj>'
+                  + prop("name", "xsd:string", "esx-01") + "</objects></returnval>")
+    server = SoapServer([(200, {"Content-Encoding": "gzip", "Set-Cookie": 'vmware_soap_session="s2"; Path=/; HttpOnly'},
+                          gzip.compress(page)),
+                         (200, {}, answer("", "ContinueRetrievePropertiesEx"))])
+    collector = server.collector()
+    pc = vmodl.query.PropertyCollector
+    spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=vim.HostSystem("host-1"))],
+                         propSet=[pc.PropertySpec(type=vim.HostSystem, pathSet=["name"])])
+    first = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions(maxObjects=10))
+    assert first == vcenter.RetrieveResult([vcenter.ObjectContent(ref("HostSystem", "host-1"), {"name": "esx-01"})],
+                                           "t1")
+    assert collector.ContinueRetrievePropertiesEx("t1") == vcenter.RetrieveResult([], None)
+    (headers, body), (headers2, body2) = server.requests
+    assert headers2["Cookie"] == 'vmware_soap_session="s2"'  # a renewed session cookie is sent from then on
+    assert headers["Cookie"] == 'vmware_soap_session="s1"' and headers["SOAPAction"] == '"urn:vim25/6.7.1"'
+    assert b"<RetrievePropertiesEx " in body and b"<maxObjects>10</maxObjects>" in body
+    assert b"<ContinueRetrievePropertiesEx " in body2 and b">t1</token>" in body2
+    assert collector.counter is not None and collector.counter.calls == 2
+    server.httpd.shutdown()
+
+
+@pytest.mark.parametrize("status,data,raised,reason", [
+    (500, FAULT, "ManagedObjectNotFound", "The object has already been deleted"),
+    (500, b"<html><title>Internal error</title></html>", "GatherError", "HTTP 500 from the vCenter without a fault"),
+    (500, b"<html><p>Internal error</html>", "GatherError", "HTTP 500 from the vCenter, and no SOAP fault"),
+    (503, b"busy", "HTTPException", "HTTP 503"),
+])
+def test_raw_collector_raises_what_the_vcenter_answered(status: int, data: bytes, raised: str, reason: str) -> None:
+    server = SoapServer([(status, {}, data)])
+    with pytest.raises(Exception) as err:
+        server.collector().ContinueRetrievePropertiesEx("t1")
+    assert type(err.value).__name__.endswith(raised) and reason in (getattr(err.value, "msg", None) or str(err.value))
+    server.httpd.shutdown()
+
+
+def soap_stub() -> Any:
+    from pyVmomi import SoapStubAdapter
+    return SoapStubAdapter(url="http://127.0.0.1:9/sdk", version="vim.version.version13", httpConnectionTimeout=5)
+
+
+def test_collector_for_reads_raw_through_pyvmomis_soap_stub() -> None:
+    from pyVmomi import vmodl
+    stub = soap_stub()
+    chosen = vcenter.collector_for(stub, vmodl.query.PropertyCollector("propertyCollector", stub), None)
+    assert isinstance(chosen, vcenter.RawCollector)
+
+
+
+
+@pytest.mark.parametrize("missing", ["requestModifierList", "cookie", "_customHeaders", "_acceptCompressedResponses",
+                                     "path", "GetConnection", "SetSessionId", None])
+def test_collector_for_falls_back_to_pyvmomi_when_an_internal_is_missing(missing: str | None) -> None:
+    """A pyvmomi release that renames an internal RawCollector relies on gets pyvmomi's own deserializer."""
+    from pyVmomi import SoapStubAdapter, vmodl
+    if missing is None:
+        stub: Any = SimpleNamespace()  # not pyvmomi's SOAP stub at all (another stub adapter)
+    elif missing[0].isupper():
+        # A method gone from the class: hide it behind a property that raises AttributeError, as a missing one.
+        def gone(self: Any) -> Any:
+            raise AttributeError(missing)
+        stub = soap_stub()
+        stub.__class__ = type("Stub", (SoapStubAdapter,), {missing: property(gone)})  # after pyvmomi's __init__
+    else:
+        stub = soap_stub()
+        delattr(stub, missing)
+    collector = vmodl.query.PropertyCollector("propertyCollector", soap_stub())
+    chosen = vcenter.collector_for(stub, collector, vcenter.CallCounter())
+    assert isinstance(chosen, vcenter.PyvmomiCollector) and chosen.collector is collector
+
+
+class PyvmomiAnswers:
+    """pyvmomi's property collector, scripted: answers as its deserializer builds them."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+
+    def RetrievePropertiesEx(self, specs: Any, options: Any) -> Any:  # noqa: N802 - vSphere method name
+        return self.answers.pop(0)
+
+    def ContinueRetrievePropertiesEx(self, token: str) -> Any:  # noqa: N802
+        return self.answers.pop(0)
+
+
+def pyvmomi_page(objects: list[tuple[Any, dict[str, Any]]], token: str | None = None) -> Any:
+    from pyVmomi import vmodl
+    pc = vmodl.query.PropertyCollector
+    return pc.RetrieveResult(token=token, objects=[
+        pc.ObjectContent(obj=obj, propSet=[vmodl.DynamicProperty(name=k, val=v) for k, v in props.items()])
+        for obj, props in objects])
+
+
+def test_pyvmomi_collector_gives_the_records_the_raw_parse_gives() -> None:
+    from pyVmomi import vmodl
+    first = pyvmomi_page([(vim.VirtualMachine("vm-7"), {
+        "name": "WIN & co", "runtime.powerState": vim.VirtualMachine.PowerState.poweredOn,
+        "runtime.host": vim.HostSystem("host-3"), "config.template": False, "guest.hostName": "",
+        "summary.config.numCpu": 4})], token="t1")
+    collector = vcenter.PyvmomiCollector(PyvmomiAnswers(first, pyvmomi_page([(vim.HostSystem("host-3"), {})])))
+    pc = vmodl.query.PropertyCollector
+    result = collector.RetrievePropertiesEx([], pc.RetrieveOptions(maxObjects=1))
+    assert result == vcenter.RetrieveResult([vcenter.ObjectContent(ref("VirtualMachine", "vm-7"), {
+        "name": "WIN & co", "runtime.powerState": "poweredOn", "runtime.host": ref("HostSystem", "host-3"),
+        "config.template": False, "guest.hostName": "", "summary.config.numCpu": 4})], "t1")
+    assert result is not None and type(result.objects[0].props["runtime.powerState"]) is str
+    assert collector.ContinueRetrievePropertiesEx("t1") == vcenter.RetrieveResult(
+        [vcenter.ObjectContent(ref("HostSystem", "host-3"))], None)
+
+
+def test_pyvmomi_collector_refuses_what_the_raw_parse_refuses() -> None:
+    from pyVmomi import vmodl
+    page = pyvmomi_page([(vim.VirtualMachine("vm-1"), {"config": vim.vm.ConfigInfo(name="x")})])
+    collector = vcenter.PyvmomiCollector(PyvmomiAnswers(page))
+    with pytest.raises(GatherError, match="VirtualMachine vm-1 config: a value of type VirtualMachineConfigInfo, "
+                                          "where dsfleet asks only for scalar"):
+        collector.RetrievePropertiesEx([], vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=1))
