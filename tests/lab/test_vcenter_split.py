@@ -10,12 +10,16 @@ import pytest
 from dsfleet import inventory, vcenter
 
 
-def test_split_read_matches_single_read(start_lab: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _lab_vcenter(start_lab: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, str]:
+    """The engine-offline lab's vCenter: the lab, its inventory endpoint and password."""
     lab = start_lab("engine-offline")
     monkeypatch.setattr(os, "environ", dict(os.environ, **lab.env))
-    inv = inventory.load(lab.inventory_path)
-    endpoint = inv.vcenters[0]
-    password = inv.secret(endpoint.password_env, "vcenters[0].password_env")
+    endpoint = inventory.load(lab.inventory_path).vcenters[0]
+    return lab, endpoint, lab.env[endpoint.password_env]
+
+
+def test_split_read_matches_single_read(start_lab: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab, endpoint, password = _lab_vcenter(start_lab, monkeypatch)
     single = vcenter.gather(endpoint, password)
     monkeypatch.setattr(vcenter, "VMS_PER_PROCESS", 5)  # a tuning threshold, not the client: force 2 workers
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -29,11 +33,7 @@ def test_split_read_matches_single_read(start_lab: Any, monkeypatch: pytest.Monk
 
 def test_fast_read_matches_pyvmomis_deserializer(start_lab: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """pyvmomi's own deserializer is the reference the streaming parse is checked against, on the same vCenter."""
-    lab = start_lab("engine-offline")
-    monkeypatch.setattr(os, "environ", dict(os.environ, **lab.env))
-    inv = inventory.load(lab.inventory_path)
-    endpoint = inv.vcenters[0]
-    password = inv.secret(endpoint.password_env, "vcenters[0].password_env")
+    lab, endpoint, password = _lab_vcenter(start_lab, monkeypatch)
     chosen: list[str] = []
     choose = vcenter.collector_for
 
