@@ -91,6 +91,7 @@ class VcHost:
     connection_state: str | None
     in_maintenance: bool | None
     product: str | None
+    unread: list[str] = field(default_factory=list)  # properties the vCenter reported it could not read, and why
 
 
 @dataclass
@@ -108,6 +109,7 @@ class VcVm:
     guest_hostname: str | None
     template: bool
     ip_address: str | None = None  # guest.ipAddress, from VMware Tools
+    unread: list[str] = field(default_factory=list)  # properties the vCenter reported it could not read, and why
 
 
 @dataclass

@@ -139,6 +139,8 @@ _SOAP_FAULT = "{http://schemas.xmlsoap.org/soap/envelope/}Fault"
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _RETURNVAL, _OBJECTS, _TOKEN = _VIM + "returnval", _VIM + "objects", _VIM + "token"
 _OBJ, _PROPSET, _NAME, _VAL = _VIM + "obj", _VIM + "propSet", _VIM + "name", _VIM + "val"
+_MISSINGSET, _PATH, _FAULT, _LOCALIZED = (_VIM + "missingSet", _VIM + "path", _VIM + "fault",
+                                          _VIM + "localizedMessage")
 _INTEGERS = frozenset({"byte", "short", "int", "long"})
 _CHUNK = 1 << 16
 
@@ -157,6 +159,8 @@ class ObjectContent:
 
     ref: Ref
     props: dict[str, Any] = field(default_factory=dict)
+    # The server's missingSet: a property it could not read (a permission the account lacks, say) → why.
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -224,6 +228,7 @@ def _value(val: ElementTree.Element, where: str) -> Any:
 def _object_content(elem: ElementTree.Element) -> ObjectContent:
     ref: Ref | None = None
     props: list[ElementTree.Element] = []
+    missing: list[ElementTree.Element] = []
     for child in elem:
         if child.tag == _OBJ:
             if not child.text:
@@ -231,10 +236,19 @@ def _object_content(elem: ElementTree.Element) -> ObjectContent:
             ref = Ref(child.get("type") or "", child.text)
         elif child.tag == _PROPSET:
             props.append(child)
-        # missingSet (a property the server could not read) leaves the property absent, as pyvmomi did.
+        elif child.tag == _MISSINGSET:
+            missing.append(child)
     if ref is None:
         raise GatherError("an object in the answer has no reference (obj)")
     content = ObjectContent(ref)
+    for entry in missing:
+        # <missingSet><path>…</path><fault><fault xsi:type="NoPermission">…</fault><localizedMessage>…
+        path = entry.findtext(_PATH) or "(no path)"
+        fault = entry.find(_FAULT)
+        inner = fault.find(_FAULT) if fault is not None else None
+        kind = (inner.get(_XSI_TYPE) or "").rpartition(":")[2] if inner is not None else ""
+        message = (fault.findtext(_LOCALIZED) or "").strip() if fault is not None else ""
+        content.missing[path] = ": ".join(x for x in (kind or "fault", message) if x)
     for prop in props:
         name, value = None, None
         for part in prop:
@@ -472,6 +486,12 @@ class PyvmomiCollector:
             content = ObjectContent(ref)
             for prop in obj.propSet or ():
                 content.props[prop.name] = _pyvmomi_value(prop.val, f"{ref.type} {ref.moid} {prop.name}")
+            for gone in obj.missingSet or ():
+                fault = getattr(gone.fault, "fault", None)
+                message = (getattr(gone.fault, "localizedMessage", None) or "").strip()
+                content.missing[gone.path] = ": ".join(
+                    x for x in (getattr(type(fault), "_wsdlName", "fault") if fault is not None else "fault", message)
+                    if x)
             objects.append(content)
         return RetrieveResult(objects, answer.token or None)
 
@@ -608,7 +628,7 @@ def facts_from_objects(name: str, objects: Iterable[ObjectContent]) -> tuple[lis
         hosts.append(VcHost(key=f"{name}/{ref.moid}", name=ref.moid if host_name is None else host_name,
                             cluster=cluster, connection_state=_text(p, "runtime.connectionState", ref),
                             in_maintenance=_flag(p, "runtime.inMaintenanceMode", ref),
-                            product=_text(p, "summary.config.product.fullName", ref)))
+                            product=_text(p, "summary.config.product.fullName", ref), unread=_unread(obj)))
     vms = []
     for obj in raw_vms:
         p, ref = obj.props, obj.ref
@@ -622,8 +642,14 @@ def facts_from_objects(name: str, objects: Iterable[ObjectContent]) -> tuple[lis
             guest_family=_text(p, "guest.guestFamily", ref), tools_running=_text(p, "guest.toolsRunningStatus", ref),
             tools_version_status=_text(p, "guest.toolsVersionStatus2", ref),
             guest_hostname=_text(p, "guest.hostName", ref), template=bool(_flag(p, "config.template", ref)),
-            ip_address=_text(p, "guest.ipAddress", ref)))
+            ip_address=_text(p, "guest.ipAddress", ref), unread=_unread(obj)))
     return hosts, vms
+
+
+def _unread(obj: ObjectContent) -> list[str]:
+    """What the vCenter said it could not read of this object: such a property is absent, not empty, so the
+    checks that read the object error with this instead of judging a None."""
+    return [f"{path} ({why})" for path, why in sorted(obj.missing.items())]
 
 
 def gather(endpoint: VcenterEndpoint, password: str) -> VcenterFacts:

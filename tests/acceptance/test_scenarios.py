@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,27 @@ def test_offline_rerun_from_snapshot_gives_the_same_results(start_lab: Any, tmp_
     assert sorted(map(key, offline.results)) == sorted(map(key, live.results))
     assert offline.returncode == live.returncode == 6  # engine-offline has an unreachable guest
     assert "offline re-run of a saved snapshot" in (offline.run_dir / "report.html").read_text()
+
+
+def test_a_vm_property_the_vcenter_could_not_read_errors_its_checks(start_lab: Any, tmp_path: Path) -> None:
+    """A read-only vCenter role without some privilege answers missingSet: the VM's checks error, naming it."""
+    lab = start_lab("healthy")
+    live = run_suite(tmp_path / "live", "--inventory", str(lab.inventory_path), env=lab.env)
+    snap = json.loads((live.run_dir / "snapshot.json").read_text())
+    mine = lambda r, vm: r["object"].partition("@")[0] == vm["name"]  # noqa: E731 - objects read "<VM>@<host>"
+    vm = next(v for v in snap["vcenters"][0]["vms"] if any(
+        mine(r, v) and r["check"] == "DRV-001" and r["outcome"] == "pass" for r in live.results))
+    vm["unread"] = ["guest.toolsRunningStatus (NoPermission)"]
+    edited = tmp_path / "snapshot.json"
+    edited.write_text(json.dumps(snap))
+    again = run_suite(tmp_path / "again", "--snapshot", str(edited))
+    rows = [r for r in again.results if mine(r, vm)]
+    assert rows and all(r["outcome"] == "error" for r in rows)
+    assert all(f"the vCenter could not read guest.toolsRunningStatus (NoPermission) of VM {vm['name']}"
+               in r["observed"] for r in rows)
+    others = lambda run: sorted((r["check"], r["object"], r["outcome"]) for r in run.results  # noqa: E731
+                                if not mine(r, vm))
+    assert others(again) == others(live) and again.returncode == 6
 
 
 def test_wrong_api_key_errors_every_dsm_check(start_lab: Any, tmp_path: Path) -> None:

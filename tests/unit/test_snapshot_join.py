@@ -185,12 +185,19 @@ def test_parse_result_reads_the_scalar_properties_and_the_token() -> None:
             + prop("config.template", "xsd:boolean", "false")
             + prop("guest.hostName", "xsd:string", "")
             + '<missingSet><path>guest.ipAddress</path><fault><fault xsi:type="NoPermission"/></fault></missingSet>'
+            + '<missingSet><path>guest.toolsRunningStatus</path><fault><fault xsi:type="SystemError"/>'
+              '<localizedMessage>A general system error occurred</localizedMessage></fault></missingSet>'
             + '</objects><token>tok-1</token></returnval>')
     result = vcenter.parse_result(chunks(answer(body)), "RetrievePropertiesEx")
     assert result.token == "tok-1"
     assert result.objects == [vcenter.ObjectContent(ref("VirtualMachine", "vm-7"), {
         "name": "WIN & co", "runtime.powerState": "poweredOn", "runtime.host": ref("HostSystem", "host-3"),
-        "config.template": False, "guest.hostName": ""})]
+        "config.template": False, "guest.hostName": ""}, missing={
+        "guest.ipAddress": "NoPermission", "guest.toolsRunningStatus": "SystemError: A general system error occurred"})]
+    # What the vCenter could not read is recorded on the VM (its checks then error with it), never a silent None.
+    (vm,) = vcenter.facts_from_objects("vc", result.objects)[1]
+    assert vm.ip_address is None and vm.unread == [
+        "guest.ipAddress (NoPermission)", "guest.toolsRunningStatus (SystemError: A general system error occurred)"]
 
 
 def test_parse_result_of_an_empty_answer_and_of_a_continuation() -> None:
@@ -410,6 +417,18 @@ def test_pyvmomi_collector_gives_the_records_the_raw_parse_gives() -> None:
     assert result is not None and type(result.objects[0].props["runtime.powerState"]) is str
     assert collector.ContinueRetrievePropertiesEx("t1") == vcenter.RetrieveResult(
         [vcenter.ObjectContent(ref("HostSystem", "host-3"))], None)
+
+
+def test_pyvmomi_collector_records_what_the_vcenter_could_not_read() -> None:
+    from pyVmomi import vmodl
+    pc = vmodl.query.PropertyCollector
+    page = pc.RetrieveResult(objects=[pc.ObjectContent(
+        obj=vim.VirtualMachine("vm-1"), propSet=[vmodl.DynamicProperty(name="name", val="WIN-01")],
+        missingSet=[pc.MissingProperty(path="guest.ipAddress", fault=vmodl.LocalizedMethodFault(
+            fault=vim.fault.NoPermission(), localizedMessage="Permission to perform this operation was denied."))])])
+    result = vcenter.PyvmomiCollector(PyvmomiAnswers(page)).RetrievePropertiesEx([], pc.RetrieveOptions())
+    assert result is not None and result.objects[0].missing == {
+        "guest.ipAddress": "NoPermission: Permission to perform this operation was denied."}
 
 
 def test_pyvmomi_collector_refuses_what_the_raw_parse_refuses() -> None:
