@@ -90,19 +90,21 @@ class _Record:
         if line not in self.problems:
             self.problems.append(line)
 
-    def text(self, path: str) -> str | None:
+    def _scalar(self, path: str, kind: type, expected: str) -> Any:
+        """The value if JSON gave exactly this type (``type() is``: a JSON true is no integer), else noted."""
         value = self._get(path)
-        if value is None or isinstance(value, str):
+        if value is None or type(value) is kind:
             return value
-        self._note(path, "a string", value)
+        self._note(path, expected, value)
         return None
 
+    def text(self, path: str) -> str | None:
+        value: str | None = self._scalar(path, str, "a string")
+        return value
+
     def integer(self, path: str) -> int | None:
-        value = self._get(path)
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            return value
-        self._note(path, "an integer", value)
-        return None
+        value: int | None = self._scalar(path, int, "an integer")
+        return value
 
     def texts(self, path: str) -> list[str]:
         value = self._get(path)
@@ -114,11 +116,8 @@ class _Record:
         return []
 
     def flag(self, path: str) -> bool | None:
-        value = self._get(path)
-        if value is None or isinstance(value, bool):
-            return value
-        self._note(path, "true or false", value)
-        return None
+        value: bool | None = self._scalar(path, bool, "true or false")
+        return value
 
     def objects(self, path: str) -> list["_Record"]:
         """Each object of a list field, read field by field like the record itself."""
