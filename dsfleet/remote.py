@@ -519,6 +519,9 @@ def _record(result: HostProbe, raw: list[Raw], nsx: str) -> None:
                 codec = _chcp_codec(stdout_bytes, notes)
             result.outputs.append(CommandOutput(command=command, rc=rc, stdout=_decode(stdout_bytes, codec, notes),
                                                 stderr=_decode(stderr_bytes, codec, notes), seconds=round(seconds, 3)))
+            if rc < 0:  # both clients' "no exit-status came": the output may be cut, so it is not evidence
+                raise UnexpectedOutput(f"{command}: no exit status (the command was killed on the host, or its "
+                                       f"channel closed before it finished)")
         validate(result, nsx)
         result.reason = "; ".join(notes) or None
     except UnexpectedOutput as err:

@@ -192,7 +192,7 @@ class AsyncSsh:
                 await session.done
         except TimeoutError:
             raise CommandTimeout(command) from None
-        rc = session.status if session.status is not None else -1  # no status: killed by a signal
+        rc = session.status if session.status is not None else -1  # as paramiko: -1 is "no exit status came"
         return command, rc, b"".join(session.stdout), b"".join(session.stderr), time.monotonic() - started
 
 
@@ -221,8 +221,12 @@ class _Collect(asyncssh.SSHClientSession):  # type: ignore[type-arg]
         (self.stderr if datatype == asyncssh.EXTENDED_DATA_STDERR else self.stdout).append(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc) if exc else self.done.set_result(None)
+        if self.done.done():
+            return
+        if exc is not None:
+            self.done.set_exception(exc)
+        else:
+            self.done.set_result(None)  # a close without exit-status leaves status None: the probe refuses it
 
 
 def _close(sock: socket.socket | None) -> None:

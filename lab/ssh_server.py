@@ -7,7 +7,8 @@ password from DSFLEET_LAB_GUEST_PASSWORD. An endpoint marked ``ssh: down`` is no
 
 Runtime faults: ``<lab dir>/faults.json`` key ``"ssh"`` maps an address to a mode, re-read when the file
 changes (checked per connection and per command): ``silent`` accepts TCP and never sends the SSH banner;
-``hang-command`` never finishes a command; ``garbled`` answers random text; ``ja-JP`` is a Japanese Windows
+``hang-command`` never finishes a command; ``no-exit-status`` answers in full, then closes the channel without
+an exit status (a command killed on the host); ``garbled`` answers random text; ``ja-JP`` is a Japanese Windows
 guest (console code page 932, every output in CP932, Japanese messages); ``de-DE-labels`` a language pack
 that translates sc's labels and messages too (console code page 850). Every command, rejected ones
 included, is appended to ``<lab dir>/commands-ssh.log`` as ``<address> <user> <command>``.
@@ -304,7 +305,9 @@ async def main(config_path: Path) -> None:
                 stdout, stderr = encode(endpoint, mode, text), b""
             process.stdout.write(stdout)
             process.stderr.write(stderr)
-            if rc > 0xFF:  # OpenSSH for Windows reports 32-bit exit codes (sc's 1060); asyncssh's exit() keeps 8 bits
+            if mode == "no-exit-status":  # the whole answer, then the channel closes with no status (killed)
+                process.channel.close()
+            elif rc > 0xFF:  # OpenSSH for Windows reports 32-bit exit codes (sc's 1060); asyncssh's exit() keeps 8 bits
                 process.channel._send_request(b"exit-status", UInt32(rc))
                 process.channel.close()
             else:

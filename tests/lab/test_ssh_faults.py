@@ -106,6 +106,15 @@ def test_silent_host_and_hung_command_are_bounded(lab: Path, mode: str, status: 
     assert time.monotonic() - started < 3
 
 
+def test_a_command_ended_without_exit_status_is_not_evidence(lab: Path, client: str) -> None:
+    """Output that looks whole but no exit-status (killed, or the channel closed early): never a pass."""
+    set_faults(lab, {DSVA: "no-exit-status", WINDOWS: "no-exit-status"})
+    for role, address in (("dsva", DSVA), ("windows", WINDOWS)):
+        result = run(lab, role, address, client)
+        assert result.status == "unexpected output" and "no exit status" in (result.reason or ""), result.reason
+        assert result.outputs and result.outputs[0].stdout  # the answer is kept in the snapshot, as seen
+
+
 def test_garbled_output_is_never_a_pass(lab: Path, client: str) -> None:
     set_faults(lab, {DSVA: "garbled", WINDOWS: "garbled"})
     assert run(lab, "dsva", DSVA, client).status == "unexpected output"
