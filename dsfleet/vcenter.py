@@ -508,16 +508,26 @@ def _collect(collector: Collector, spec: Any, page_size: int) -> Iterator[Object
     pc = vmodl.query.PropertyCollector
     method = "RetrievePropertiesEx"
     result = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions(maxObjects=page_size))
-    read = 0
+    seen: set[Ref] = set()
+    tokens: set[str] = set()
     while result is not None:
+        for obj in result.objects:
+            if obj.ref in seen:  # a repeated page (or object) would count a VM twice
+                raise GatherError(f"{method}: {obj.ref.type} {obj.ref.moid} came twice: the vCenter repeats "
+                                  f"itself, so its answer is not one consistent inventory")
+            seen.add(obj.ref)
         yield from result.objects
-        read += len(result.objects)
+        read = len(seen)
         if not result.token:
             break
         # A server that makes no progress, or never stops, would otherwise keep this loop going forever.
         if not result.objects:
             raise GatherError(f"{method}: a page with no objects still carries a token ({result.token}): "
                               f"the vCenter makes no progress")
+        if result.token in tokens:
+            raise GatherError(f"{method}: the continuation token {result.token} came twice: the vCenter makes no "
+                              f"progress")
+        tokens.add(result.token)
         if read > MAX_OBJECTS:
             raise GatherError(f"{method}: more than {MAX_OBJECTS} objects and still a token: stopped, the vCenter "
                               f"seems to page without end")

@@ -114,11 +114,15 @@ def scripted_content() -> Any:
     return SimpleNamespace(rootFolder=None, viewManager=SimpleNamespace(CreateContainerView=lambda *a: view))
 
 
+def vms(*moids: str) -> list[vcenter.ObjectContent]:
+    return [vcenter.ObjectContent(vcenter.Ref("VirtualMachine", m)) for m in moids]
+
+
 def test_retrieve_follows_continuation_tokens() -> None:
     View.destroyed = []
-    collector = ScriptedCollector([["a", "b"], ["c", "d"], ["e"]])
+    collector = ScriptedCollector([vms("a", "b"), vms("c", "d"), vms("e")])
     with vcenter.container_view(scripted_content()) as view:
-        assert list(vcenter.retrieve(collector, view, page_size=2)) == ["a", "b", "c", "d", "e"]
+        assert list(vcenter.retrieve(collector, view, page_size=2)) == vms("a", "b", "c", "d", "e")
     assert collector.calls == [("RetrievePropertiesEx", 2), ("ContinueRetrievePropertiesEx", "1"),
                                ("ContinueRetrievePropertiesEx", "2")]
     assert View.destroyed == [True]
@@ -127,7 +131,7 @@ def test_retrieve_follows_continuation_tokens() -> None:
 def test_retrieve_stops_on_a_page_that_brings_nothing() -> None:
     """A token on an empty page is a server that makes no progress: an error, never an endless loop."""
     View.destroyed = []
-    collector = ScriptedCollector([["a"], []], last_token="1")
+    collector = ScriptedCollector([vms("a"), []], last_token="1")
     with pytest.raises(GatherError, match="no objects still carries a token"):
         with vcenter.container_view(scripted_content()) as view:
             list(vcenter.retrieve(collector, view, page_size=2))
@@ -136,9 +140,19 @@ def test_retrieve_stops_on_a_page_that_brings_nothing() -> None:
 
 def test_retrieve_stops_when_pages_never_end(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vcenter, "MAX_OBJECTS", 3)
-    collector = ScriptedCollector([["a", "b"], ["c", "d"], ["e"]])
+    collector = ScriptedCollector([vms("a", "b"), vms("c", "d"), vms("e")])
     with pytest.raises(GatherError, match="more than 3 objects and still a token"):
         list(vcenter.retrieve(collector, View("session[lab]view-1"), page_size=2))
+
+
+def test_retrieve_refuses_a_repeated_page_or_token() -> None:
+    """A vCenter that sends the same page again would count its VMs twice: an error, not a bigger fleet."""
+    repeated = ScriptedCollector([vms("a", "b"), vms("a", "b")])
+    with pytest.raises(GatherError, match="VirtualMachine a came twice"):
+        list(vcenter.retrieve(repeated, View("session[lab]view-1"), page_size=2))
+    same_token = ScriptedCollector([vms("a"), vms("b")], last_token="1")  # page 2 points back at itself
+    with pytest.raises(GatherError, match="token 1 came twice"):
+        list(vcenter.retrieve(same_token, View("session[lab]view-1"), page_size=1))
 
 
 def ref(kind: str, moid: str) -> vcenter.Ref:
