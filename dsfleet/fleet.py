@@ -51,6 +51,12 @@ class Target:
         return "; ".join(parts)
 
 
+def update_source_target(origin: str, probe: SourceProbe | None = None) -> Target:
+    """The UPD-003/004 row of the source probed from ``origin`` (dsfleet, or a relay's name); the gatherer asks
+    a shard about the same object before it contacts that relay."""
+    return Target(f"update source from {origin}", source_probe=probe)
+
+
 def _is_windows(vm: VcVm) -> bool:
     return (vm.guest_family or "").lower() == "windowsguest" or (vm.guest_id or "").lower().startswith("win")
 
@@ -362,7 +368,7 @@ class Fleet:
                               "inventory")
         if facts.error:
             raise Unavailable(facts.error)
-        return [Target(f"update source from {p.origin}", source_probe=p) for p in facts.probes
+        return [update_source_target(p.origin, p) for p in facts.probes
                 if (p.origin != "dsfleet") == from_relays]
 
     def source_probes(self) -> list[Target]:

@@ -21,7 +21,7 @@ from .dsm import DsmClient
 from .errors import DsfleetError, GatherError
 from .inventory import Inventory
 from .join import join
-from .fleet import Fleet, Target, Unavailable
+from .fleet import Fleet, Target, Unavailable, update_source_target
 from .snapshot import (NOT_SELECTED, SCHEMA, VERSION, DsmComputer, DsmFacts, EventFacts, HostProbe, InventoryRef,
                        NsxFacts, OfflineSegmentRef, RelayGroupFacts, RemoteFacts, Snapshot, SourceProbe,
                        UpdateComponent, UpdatePathFacts, VcenterFacts)
@@ -314,7 +314,7 @@ def gather(inv: Inventory, since: dt.datetime | None = None, sources: Collection
 
     if want("remote:relay"):
         snap.update_path.probes += relay_probes(inv, snap, passwords, deadline,
-                                                lambda relay: owns(Target(f"update source from {relay}")))
+                                                lambda relay: owns(update_source_target(relay)))
     if want("remote:windows_agent"):
         snap.remote.probes += windows_agent_probes(inv, Fleet(snap), passwords, deadline, owns)
     snap.gather_seconds = round(time.monotonic() - started, 3)
