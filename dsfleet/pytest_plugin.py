@@ -17,10 +17,12 @@ from .versions import Build
 
 # The run's glue (session fixtures, fan-out, report hooks): registered with this plugin, so an installed dsfleet
 # works from any folder (pytest --pyargs dsfleet.checks --inventory FILE).
-pytest_plugins = ["dsfleet.fixtures.session", "dsfleet.fixtures.report"]
+pytest_plugins = ["dsfleet.fixtures.session", "dsfleet.fixtures.rows", "dsfleet.fixtures.report",
+                  "dsfleet.fixtures.junit"]
 
-EVIDENCE = pytest.StashKey[dict[str, str]]()
-_current: contextvars.ContextVar[pytest.Item | None] = contextvars.ContextVar("dsfleet_item", default=None)
+# Where expect() and no_evidence() write the observed and required texts of the object being judged: dsfleet's
+# row runner sets a fresh dict per object (fixtures/rows.py).
+evidence_sink: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("dsfleet_evidence", default=None)
 
 
 class CheckFailure(AssertionError):
@@ -90,19 +92,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{severity}: a check of {severity} severity (select with -m {severity})")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Any:
-    token = _current.set(item)
-    try:
-        return (yield)
-    finally:
-        _current.reset(token)
-
-
 def _record(observed: str, required: str, remedy: str = "") -> None:
-    item = _current.get()
-    if item is not None:
-        item.stash[EVIDENCE] = {"observed": observed, "required": required, "remedy": remedy}
+    sink = evidence_sink.get()
+    if sink is not None:
+        sink.update(observed=observed, required=required, remedy=remedy)
 
 
 def expect(condition: bool, *, observed: str, required: str, remedy: str = "") -> None:

@@ -4,12 +4,15 @@ the last lines of an incomplete run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dsfleet.baseline import load_results
 
 from ..conftest import ROOT, run_suite
 
@@ -84,3 +87,38 @@ def test_a_stopped_lab_is_named_as_such(tmp_path: Path) -> None:
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert proc.returncode == 4 and len(lines) == 1 and "but the lab is stopped" in lines[0], lines
     assert [p.name for p in (tmp_path / "reports").iterdir()] == ["lab"]  # no empty run folder left behind
+
+
+def test_k_selects_objects_as_if_each_were_an_item(start_lab: Any, tmp_path: Path) -> None:
+    # A check is one pytest item with a result row per object: -k still picks objects, and "not" works per object.
+    lab = start_lab("engine-offline")
+    run = run_suite(tmp_path / "one", "--inventory", str(lab.inventory_path), "-k", "WIN-01-01", env=lab.env)
+    objects = {r["object"] for r in run.results}
+    assert objects == {"WIN-01-01@esx-01"} and {"PRT-002", "DRV-001"} <= {r["check"] for r in run.results}
+    assert " deselected" in run.stdout
+    run = run_suite(tmp_path / "not", "--inventory", str(lab.inventory_path), "-k", "PRT-002 and not WIN-01-0",
+                    env=lab.env)
+    objects = {r["object"] for r in run.results}
+    assert {r["check"] for r in run.results} == {"PRT-002"} and "WIN-02-01@esx-02" in objects
+    assert not any(o.startswith("WIN-01-0") for o in objects)
+    # -x stops at the first finding, whichever object it is.
+    run = run_suite(tmp_path / "x", "--inventory", str(lab.inventory_path), "-x", "-k", "PRT-002", env=lab.env)
+    assert [r["outcome"] for r in run.results].count("fail") == 1
+
+
+def test_lf_reruns_the_objects_that_failed(start_lab: Any, tmp_path: Path) -> None:
+    lab = start_lab("engine-offline")
+
+    def run(folder: str, *extra: str) -> list[dict[str, Any]]:
+        # The repository's addopts turn pytest's cache off for the self-tests; a site's run has it on.
+        proc = subprocess.run([sys.executable, "-m", "pytest", "tests_fleet", "-q", "-o", "addopts=", "-o",
+                               f"cache_dir={tmp_path / 'cache'}", "--inventory", str(lab.inventory_path), "-k",
+                               "PRT-00", "--run-dir", str(tmp_path / folder), *extra], cwd=ROOT,
+                              capture_output=True, text=True, env=dict(os.environ, **lab.env), timeout=600)
+        assert proc.returncode in (1, 6), proc.stdout[-2000:] + proc.stderr[-2000:]
+        return load_results(tmp_path / folder)[0]
+
+    first = run("first")
+    failed = {(r["check"], r["object"]) for r in first if r["outcome"] == "fail"}
+    again = run("again", "--lf")
+    assert failed and {(r["check"], r["object"]) for r in again} == failed < {(r["check"], r["object"]) for r in first}
