@@ -34,8 +34,9 @@ _SC_FAILED = re.compile(r"^\[SC\][^\r\n]*?\s(\d+):?[ \t]*\r?$", re.M)
 _SC_NAME = re.compile(r"^[^\s:][^:\r\n]*?[ \t]*:[ \t]*(\S+)[ \t]*\r?$", re.M)
 # The state line, indented: "<label> : <number>  <WORD>", WORD one of SC_STATES' (sc does not translate them;
 # TYPE's "2  FILE_SYSTEM_DRIVER" has the same shape with another word).
-_SC_STATE = re.compile(r"^[ \t]+[^:\r\n]+?[ \t]*:[ \t]*(\d+)[ \t]+(%s)[ \t]*\r?$" % "|".join(SC_STATES.values()),
-                       re.M)
+# (The label holds no colon, so it is matched greedily: a lazy label with optional blanks before the colon
+# backtracked at every position of every line, 170 µs a call, 3 s at 10,000 guests.)
+_SC_STATE = re.compile(r"^[ \t]+[^:\r\n]+:[ \t]*(\d+)[ \t]+(%s)[ \t]*\r?$" % "|".join(SC_STATES.values()), re.M)
 _SC_BLOCK_END = re.compile(r"\n[ \t]*\r?\n")  # a blank line ends a service's block
 _CHCP = re.compile(r":[ \t]*(\d+)\.?[ \t]*\r?$", re.M)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from _pytest._io import TerminalWriter
@@ -54,3 +55,31 @@ def test_only_a_check_that_says_so_makes_a_finding() -> None:
     assert judged_outcome("fail", AssertionError("internal invariant")) == "error"
     assert judged_outcome("error", None) == "error" and judged_outcome("pass", None) == "pass"
     assert judged_outcome("skip", None) == "skip"
+
+
+def test_junit_cases_hold_any_host_output_as_well_formed_xml(tmp_path: Path) -> None:
+    from _pytest.reports import TestReport
+
+    from dsfleet.fixtures.junit import RowJUnit
+
+    writer = RowJUnit(str(tmp_path / "junit.xml"), "pytest", None)
+    writer.pytest_sessionstart()
+    odd = 'sc: "RUNNING" & <stopped> \x01\x1b[0m 日本語 \ud800 tab\there\r\nend'
+    for outcome, when in (("passed", "call"), ("failed", "call"), ("failed", "setup"), ("passed", "teardown")):
+        report = TestReport(f"tests_fleet/test_hosts.py::test_x[DRV-001:WIN-{outcome}-{when}]", ("x", 1, "x"), {},
+                            outcome, None if outcome == "passed" else odd, when,  # type: ignore[arg-type]
+                            user_properties=[("observed", odd), ("outcome", "pass")])
+        writer.pytest_runtest_logreport(report)
+    writer.pytest_sessionfinish()
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "1" and suite.get("errors") == "1"
+    cases = suite.findall("testcase")
+    assert [c.get("classname") for c in cases] == ["tests_fleet.test_hosts"] * 3
+    assert cases[0].get("name") == "test_x[DRV-001:WIN-passed-call]"
+    observed = cases[1].find("./properties/property[@name='observed']")
+    assert observed is not None and observed.get("value") == odd.replace("\x01", "#x01").replace("\x1b", "#x1B") \
+        .replace("\ud800", "#xD800")
+    failure = cases[1].find("failure")
+    assert failure is not None and "日本語" in (failure.text or "") and cases[2].find("error") is not None
+    assert not list(tmp_path.glob("*.partial"))
