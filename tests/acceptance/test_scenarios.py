@@ -134,7 +134,7 @@ def test_update_path_and_event_evidence(start_lab: Any, tmp_path: Path) -> None:
     assert "issued by O=mitmproxy,CN=mitmproxy" in inspected and "SSL inspection" in inspected
     assert by[("UPD-001", "update source from dsfleet")]["outcome"] == "pass"  # the proxy does answer
     assert "curl: (60) SSL certificate problem" in by[("UPD-004", "update source from relay-01.lab.local")]["observed"]
-    snap = yaml.safe_load((run.run_dir / "snapshot.json").read_text())
+    snap = json.loads((run.run_dir / "snapshot.json").read_text())
     chain = snap["update_path"]["probes"][0]["chain"]
     assert chain[0]["issuer"] == "O=mitmproxy,CN=mitmproxy" and len(chain) >= 1
     # endSession is always called: no SOAP session is left open on the DSM.
@@ -155,13 +155,13 @@ def test_events_from_cef_files_match_soap(start_lab: Any, tmp_path: Path) -> Non
     assert evt(cef) == evt(soap) and ("relay-01", "fail") in evt(cef)
     transient = [r for r in cef.results if r["check"] == "EVT-001" and r["object"] == "erp-sol-01"][0]
     assert transient["outcome"] == "pass" and "transient 9017 with error code 11" in transient["observed"]
-    snap = yaml.safe_load((cef.run_dir / "snapshot.json").read_text())
+    snap = json.loads((cef.run_dir / "snapshot.json").read_text())
     assert snap["events"]["unparsed"] == 0 and snap["events"]["error"] is None  # the LEEF line is read too
     assert all(e["origin"].startswith(str(lab.dir / "syslog")) for e in snap["events"]["events"])
     # A wider window takes in the 9-day-old incident too.
     wide = run_suite(tmp_path / "wide", "--inventory", str(lab.dir / "cef.yml"), "--since", "30d", env=lab.env)
     relay = [r for r in wide.results if r["check"] == "EVT-001" and r["object"] == "relay-01"][0]
-    assert "2205" in relay["observed"] and len(yaml.safe_load((wide.run_dir / "snapshot.json").read_text())
+    assert "2205" in relay["observed"] and len(json.loads((wide.run_dir / "snapshot.json").read_text())
                                               ["events"]["events"]) == len(snap["events"]["events"]) + 1
 
 
@@ -177,7 +177,7 @@ def test_hung_guest_times_out_without_stalling_the_run(start_lab: Any, tmp_path:
     assert run.findings() == {("DRV-001", "WIN-01-01@esx-01")}
     hung = [r for r in run.results if r["object"] == "WIN-01-01@esx-01" and r["check"] == "DRV-001"][0]
     assert hung["outcome"] == "error" and "timeout: no answer within 1 s" in hung["observed"]
-    snap = yaml.safe_load((run.run_dir / "snapshot.json").read_text())
+    snap = json.loads((run.run_dir / "snapshot.json").read_text())
     assert snap["remote"]["seconds"] < 10  # one hung guest cost its own timeout, not the run
 
 
@@ -319,7 +319,7 @@ def test_windows_guests_over_winrm(start_lab: Any, tmp_path: Path) -> None:
     assert yaml.safe_load(lab.inventory_path.read_text())["remote"]["windows"]["transport"] == "winrm"
     run = run_suite(tmp_path / "run", "--inventory", str(lab.inventory_path), env=lab.env)
     assert run.findings() == EXPECTED["engine-offline"], run.stdout[-3000:]
-    snap = yaml.safe_load((run.run_dir / "snapshot.json").read_text())
+    snap = json.loads((run.run_dir / "snapshot.json").read_text())
     assert {p["transport"] for p in snap["remote"]["probes"] if p["role"] == "windows" and p["status"] == "ok"} \
         == {"winrm"}
     # A wrong password and an untrusted certificate are each reported as such, never passed.
@@ -446,7 +446,7 @@ def test_nsx_policy_is_evidence(start_lab: Any, tmp_path: Path) -> None:
     log = (lab.dir / "requests-nsx.log").read_text().splitlines()
     assert log and all(line.startswith("GET /policy/api/v1/infra/domains/") for line in log)
     assert sum("cursor=" in line for line in log) >= 2
-    snap = yaml.safe_load((run.run_dir / "snapshot.json").read_text())
+    snap = json.loads((run.run_dir / "snapshot.json").read_text())
     assert snap["nsx"]["api_calls"] == len(log) and snap["nsx"]["error"] is None and snap["nsx"]["unreadable"] == []
 
 

@@ -94,7 +94,7 @@ def test_snapshot_integrity_against_the_manifest_beside_it(tmp_path: Path) -> No
     assert manifest.snapshot_integrity(path, sha).startswith("none: no manifest.sha256")
     manifest.write(tmp_path)
     assert manifest.snapshot_integrity(path, sha).startswith("match")
-    path.write_text(path.read_text().replace('"gather_seconds": 1.5', '"gather_seconds": 2.5'))
+    path.write_text(path.read_text().replace('"gather_seconds":1.5', '"gather_seconds":2.5'))
     _, edited = snapshot.load(path)
     assert manifest.snapshot_integrity(path, edited).startswith("mismatch: snapshot.json was changed after the run")
 
