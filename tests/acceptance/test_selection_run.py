@@ -122,3 +122,16 @@ def test_lf_reruns_the_objects_that_failed(start_lab: Any, tmp_path: Path) -> No
     failed = {(r["check"], r["object"]) for r in first if r["outcome"] == "fail"}
     again = run("again", "--lf")
     assert failed and {(r["check"], r["object"]) for r in again} == failed < {(r["check"], r["object"]) for r in first}
+
+
+def test_a_results_node_id_from_a_failure_reruns_that_result(start_lab: Any, tmp_path: Path) -> None:
+    lab = start_lab("engine-offline")
+    ids = ["tests_fleet/test_hosts.py::test_guest_drivers_running[DRV-001:WIN-01-01@esx-01]",
+           str(ROOT / "tests_fleet/test_protection.py") + "::test_anti_malware_engine_online[PRT-002:WIN-02-01@esx-02]"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", *ids, "-q", "-p", "no:cacheprovider", "--inventory",
+                           str(lab.inventory_path), "--run-dir", str(tmp_path / "run")], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ, **lab.env), timeout=600)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = load_results(tmp_path / "run")[0]
+    assert {(r["check"], r["object"]) for r in results} == {("DRV-001", "WIN-01-01@esx-01"),
+                                                            ("PRT-002", "WIN-02-01@esx-02")}
