@@ -5,8 +5,9 @@
 
 For each scenario: starts the lab at scale (the latency injected into every DSM and vSphere call and every
 remote command), runs ``pytest tests_fleet --inventory …`` in a child process exactly as a user would, then a
-trivial test parametrized with the same number of items under the same plugins (pytest-html, JUnit, dsfleet's
-entry point) — the floor the test phase is compared with. The child loads this module as a plugin (``-p``) only
+trivial test parametrized with one item per result under the same plugins (pytest-html, JUnit, dsfleet's
+entry point) — what pytest alone costs in the shape of one item per object, the floor the test phase is compared
+with (a check is one item with one result per object). The child loads this module as a plugin (``-p``) only
 to stamp the wall clock at pytest's stage boundaries into a file; the progress lines gathering prints give the
 API and remote parts. Peak RSS is the child's own (wait4). A CPU calibration loop is printed beside the figures.
 """
@@ -85,6 +86,10 @@ def pytest_unconfigure(config: pytest.Config) -> Iterator[None]:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _stamp(f"items:{len(session.items)}")
+    from dsfleet.fixtures.session import CheckRows, subject_param  # a check is one item with a result per object
+
+    rows = [subject_param(item) for item in session.items]
+    _stamp(f"results:{sum(len(r) if isinstance(r, CheckRows) else 1 for r in rows)}")
 
 
 # -- in the parent ----------------------------------------------------------------------------------
@@ -112,18 +117,20 @@ def run_pytest(args: list[str], env: dict[str, str], workdir: Path, name: str) -
     (workdir / f"{name}.log").write_text("\n".join(f"{t - started:8.2f} {line}" for t, line in lines))
     marks: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    items = 0
+    items = results = 0
     for row in stamps.read_text().splitlines() if stamps.exists() else []:
         key, wall, used = row.split(" ")
         if key.startswith("items:"):
             items = int(key.split(":")[1])
+        elif key.startswith("results:"):
+            results = int(key.split(":")[1])
         elif key.endswith(":begin"):
             marks.setdefault(key, float(wall))  # the outermost begin
             cpu.setdefault(key, float(used))
         else:
             marks[key], cpu[key] = float(wall), float(used)  # the outermost end
     return {"started": started, "ended": ended, "lines": lines, "marks": marks, "cpu": cpu, "items": items,
-            "rc": proc.returncode, "peak_rss_mb": usage.ru_maxrss / 1024, "tail": [ln for _t, ln in lines[-3:]],
+            "results": results or items, "rc": proc.returncode, "peak_rss_mb": usage.ru_maxrss / 1024, "tail": [ln for _t, ln in lines[-3:]],
             "cpu_total": usage.ru_utime + usage.ru_stime}
 
 
@@ -228,11 +235,12 @@ def table(runs: dict[str, dict[str, Any]], floor: dict[str, Any] | None) -> list
     for name in ("results.json", "report.html"):
         sizes = [runs[n]["sizes_mb"][name] for n in names]
         out.append(f"{name:<{width}}" + "".join(f"{'-' if v is None else f'{v:.1f} MB':>{col}}" for v in sizes))
-    out.append(f"{'items':<{width}}" + "".join(f"{runs[n]['items']:>{col}}" for n in names))
+    out.append(f"{'items / results':<{width}}" + "".join(f"{runs[n]['items']} / {runs[n]['results']}".rjust(col)
+                                                        for n in names))
     out.append(f"{'exit code':<{width}}" + "".join(f"{runs[n]['rc']:>{col}}" for n in names))
     if floor:
         out.append("")
-        out.append(f"floor (a trivial test, {floor['items']} items, same plugins): "
+        out.append(f"floor (a trivial test with one item per result, {floor['items']} items, same plugins): "
                    + ", ".join(f"{stage} {cell(floor_wall[stage], floor_cpu[stage]).strip()}"
                                for stage in ("collection", "test run", "reports", "interpreter exit", "whole run"))
                    + f", peak RSS {floor['peak_rss_mb']:.0f} MB")
@@ -263,10 +271,13 @@ def main() -> int:
     runs: dict[str, dict[str, Any]] = {}
     for scenario in args.scenarios:
         runs[scenario] = scenario_run(scenario, args, workdir)
-        print(f"{scenario}: {runs[scenario]['vms']} VMs, {runs[scenario]['items']} items, whole run "
+        print(f"{scenario}: {runs[scenario]['vms']} VMs, {runs[scenario]['items']} items, "
+              f"{runs[scenario]['results']} results, whole run "
               f"{stages(runs[scenario])['whole run']:.1f} s", flush=True)
-    items = max(r["items"] for r in runs.values())
-    floor = None if args.no_floor or not items else floor_run(items, workdir)
+    # The floor: what pytest itself costs for one item per result (the shape dsfleet had before a check became
+    # one item with a row per object).
+    results = max(r["results"] for r in runs.values())
+    floor = None if args.no_floor or not results else floor_run(results, workdir)
     calibration = calibration_seconds()
     print(f"\n{args.hosts} ESXi × {args.vms_per_host} VMs, {args.api_ms} ms per API call, {args.command_ms} ms per "
           f"remote command; CPU calibration sum(i*i for i in range(10**7)): {calibration:.2f} s; "
