@@ -63,7 +63,12 @@ def main() -> int:
     parser.add_argument("--sequential-sample", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--ssh-client", choices=("asyncssh", "paramiko"), default="asyncssh")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the event loop of the asyncssh client and of the lab's SSH server")
     args = parser.parse_args()
+    os.environ["DSFLEET_EVENT_LOOP"] = args.loop  # before the lab and the client's worker processes start
+    import dsfleet.sshasync
+    dsfleet.sshasync.USE_UVLOOP = args.loop == "uvloop"
 
     from lab.run import Lab
 
@@ -80,7 +85,7 @@ def main() -> int:
             bulk = gather(dataclasses.replace(inv, remote=None))  # DSM + vCenter only: which guests exist
             targets = [t for t in Fleet(bulk).remote_targets({"windows": "ip"}) if t.role == "windows"]
             passwords = remote_passwords(inv)
-            print(f"SSH client: {args.ssh_client}")
+            print(f"SSH client: {args.ssh_client}, event loop: {args.loop if args.ssh_client == 'asyncssh' else 'threads'}")
             print(f"lab: {len(targets)} Windows guests on {args.hosts} hosts, each its own SSH endpoint; "
                   f"{args.latency_ms} ms per command, {len(commands_for('windows', inv.nsx))} commands per guest")
 
@@ -108,9 +113,11 @@ def main() -> int:
                 print(f"concurrent, bound {args.concurrency}, {label}: {len(targets)} guests in {wall:.1f} s ({ok} ok, "
                       f"{len(targets) / wall:.0f} guests/s) → {sequential / wall:.0f}x faster than sequential; "
                       f"10,000 guests ≈ {ten_k:.0f} s (goal ≤ {GOAL_10K_S:.0f} s: {verdict})")
+                both = (client + server) / len(targets)
                 print(f"   CPU per guest: suite {client / len(targets) * 1000:.1f} ms (all its processes), "
                       f"lab SSH server {server / len(targets) * 1000:.1f} ms — both on this machine's "
-                      f"{os.cpu_count()} cores")
+                      f"{os.cpu_count()} cores: 10,000 guests ≈ {10000 * both / (os.cpu_count() or 1):.0f} s "
+                      f"of CPU per core")
                 client_ms = client_ms or client / len(targets) * 1000
             cores = os.cpu_count() or 1
             print(f"\nreal fleet projection (the SSH servers' CPU is on the hosts, not here): 10,000 guests × "

@@ -6,7 +6,8 @@ Each guest is one connection running three commands at once (as a Windows guest'
 ``sc query``), each answered after the latency. The server is asyncssh in its own process, doing nothing else,
 so the figures isolate the client: asyncssh with AES-GCM preferred (dsfleet's choice) and with its default
 cipher order, pytest-testinfra's paramiko backend's library (paramiko, a thread per connection), and the
-OpenSSH binary that testinfra's ``ssh`` backend runs once per command (plain, and with a ControlMaster per guest).
+OpenSSH binary that testinfra's ``ssh`` backend runs once per command (plain, and with a ControlMaster per guest),
+and last dsfleet.sshasync itself, as the probe runs it.
 Prints CPU seconds per guest of the client (its own process and the ``ssh`` processes it starts), the server's,
 wall time, and the CPU calibration loop. The choice is explained in the README ("The SSH client").
 """
@@ -73,6 +74,29 @@ def _asyncssh(port: int, guests: int, ciphers: list[str] | None) -> None:
         async def one() -> None:
             async with bound, asyncssh.connect("127.0.0.1", port, options=options) as conn:
                 await asyncio.gather(*(conn.run(c, encoding=None) for c in COMMANDS))
+
+        await asyncio.gather(*(one() for _ in range(guests)))
+
+    asyncio.run(main())
+
+
+def _dsfleet(port: int, guests: int) -> None:
+    """dsfleet.sshasync as the probe runs it (a channel per command, whole exit status, writes coalesced per
+    loop turn, no ignore packets). Imported here, last: it changes asyncssh's logging for the whole process."""
+    from dsfleet.inventory import RemoteAccess
+    from dsfleet.sshasync import AsyncSsh, Endpoint
+
+    remote = RemoteAccess(concurrency=64, processes=1, connect_timeout_s=30.0, command_timeout_s=30.0,
+                          verify_host_keys=False, known_hosts=None, ssh_config=None, roles={})
+    ssh = AsyncSsh(remote, None)
+    where = Endpoint("127.0.0.1", port, "bench", None, None, f"[127.0.0.1]:{port}")
+
+    async def main() -> None:
+        bound = asyncio.Semaphore(64)
+
+        async def one() -> None:
+            async with bound:
+                await ssh.run(where, "bench", COMMANDS)
 
         await asyncio.gather(*(one() for _ in range(guests)))
 
@@ -151,6 +175,7 @@ def main() -> int:
             ("OpenSSH binary per command (testinfra's ssh backend)",
              lambda: _openssh(port, args.guests, folder, False)),
             ("OpenSSH binary, ControlMaster per guest", lambda: _openssh(port, args.guests, folder, True)),
+            ("dsfleet.sshasync (the probe's client)", lambda: _dsfleet(port, args.guests)),
         ]
         print(f"{args.guests} guests, {len(COMMANDS)} commands each, {args.latency_ms} ms per command")
         for label, run in clients:

@@ -1,12 +1,21 @@
-"""The asyncssh client's connection choices: algorithm preferences and what an ssh_config changes."""
+"""The asyncssh client's connection choices: algorithm preferences, what an ssh_config changes, and the
+per-connection packet savings (writes coalesced per loop turn, no empty ignore packets, logging formatted only
+when enabled)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
 
 from dsfleet.inventory import RemoteAccess, RoleAccess
 from dsfleet.remote import _ssh_config
-from dsfleet.sshasync import _algorithms, _host_key_algs, endpoint
+from dsfleet.sshasync import _algorithms, _Corked, _host_key_algs, _literal, endpoint, lean_connection
 
 
 def remote(ssh_config: Path | None = None) -> RemoteAccess:
@@ -56,3 +65,77 @@ def test_ssh_config_maps_host_port_user_identity_and_proxy(tmp_path: Path) -> No
                                           key_file=tmp_path / "inventory_key", address="name"),
                      remote(config), _ssh_config(str(config)).lookup)
     assert named.key_file == str(tmp_path / "inventory_key")
+
+
+def test_ssh_config_values_without_tokens_are_kept_and_tokens_still_expand(tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text("Host esx-*\n    User audit\n    IdentityFile ~/.ssh/id_%h\n    Port 2022\n")
+    found = _ssh_config(str(config)).lookup("esx-07")
+    assert (found["hostname"], found["port"], found["user"]) == ("esx-07", "2022", "audit")
+    assert found["identityfile"][0].endswith("/.ssh/id_esx-07")  # "~" and "%h" expanded as before
+
+
+def test_ip_literals_skip_the_resolver() -> None:
+    assert _literal("10.1.2.3", 22) == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("10.1.2.3", 22))]
+    assert _literal("fd00::7", 2222)[0][0] == socket.AF_INET6
+    assert _literal("esx-01.example.local", 22) == []  # a name still goes through getaddrinfo
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(data)
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return f"extra:{name}"
+
+
+def test_writes_of_one_loop_turn_leave_as_one_and_abort_sends_what_is_pending() -> None:
+    async def main() -> list[Any]:
+        transport = _Transport()
+        corked = _Corked(transport)
+        corked.write(b"a")
+        corked.write(b"b")
+        assert transport.calls == []  # nothing before the turn ends
+        await asyncio.sleep(0)
+        corked.write(b"c")
+        corked.abort()  # asyncssh's last packet (a disconnect) is sent before the connection is dropped
+        await asyncio.sleep(0)
+        assert corked.get_extra_info("peername") == "extra:peername"
+        return transport.calls
+
+    assert asyncio.run(main()) == [b"ab", b"c", "abort"]
+
+
+def test_only_empty_ignore_packets_are_dropped() -> None:
+    sent: list[tuple[int, tuple[bytes, ...]]] = []
+
+    class Conn:
+        _transport = _Transport()
+
+        def send_packet(self, pkttype: int, *args: bytes, handler: Any = None) -> None:
+            sent.append((pkttype, args))
+
+    async def main() -> None:
+        conn: Any = Conn()
+        lean_connection(conn)
+        conn.send_packet(asyncssh.constants.MSG_IGNORE, asyncssh.packet.String(b""))
+        conn.send_packet(asyncssh.constants.MSG_IGNORE, asyncssh.packet.String(b"x"))
+        conn.send_packet(94, b"data")  # MSG_CHANNEL_DATA
+
+    asyncio.run(main())
+    assert sent == [(asyncssh.constants.MSG_IGNORE, (asyncssh.packet.String(b"x"),)), (94, (b"data",))]
+
+
+def test_asyncssh_records_are_still_written_when_their_level_is_enabled(caplog: pytest.LogCaptureFixture) -> None:
+    log = asyncssh.logging.logger.get_child("conn", context="conn=1")
+    with caplog.at_level(logging.INFO, logger="asyncssh"):
+        log.info("Connected to %s", ("10.0.0.5", 22))
+        log.debug1("not at INFO")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncssh")] == [
+        "[conn=1] Connected to 10.0.0.5, port 22"]
