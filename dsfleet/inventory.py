@@ -531,12 +531,14 @@ def _remote(node: _Node | None, base: Path) -> RemoteAccess | None:
         r.done()
         roles[role] = access
     remote = RemoteAccess(
-        # 64 in flight: with a host's commands run together a Windows guest takes ≈ 190 ms at the lab's 100 ms
-        # per command, so 10,000 guests need ≥ 48 in flight to stay within 40 s. Measured in one process
-        # (`lab.bench_remote --concurrency N`: 1,000 lab guests, 2 cores shared with the lab's SSH server):
-        # 16 in flight 16.1 s at 10.0 ms client CPU per guest, 32: 18.3 s / 12.2 ms, 64: 16.9 s / 13.3 ms,
-        # 128: 18.5 s / 15.1 ms, 256: 30.0 s / 24.4 ms — past 64 more threads only add GIL contention.
-        concurrency=node.get("concurrency", int, "an integer from 1 to 512", default=64, check=lambda v: 1 <= v <= 512),
+        # 256 in flight. A Windows guest takes ≈ 190 ms at the lab's 100 ms per command, so 10,000 guests in
+        # 40 s need ≥ 48 in flight; with asyncssh (the default client) a connection in flight costs no thread,
+        # and more in flight keep both cores busy while others wait for their answers. Measured with
+        # `lab.bench_remote --hosts 10 --concurrency N` (2,000 lab guests, 2 processes, 2 cores shared with the
+        # lab's SSH server): 64 in flight 10.4 s, 128: 9.6 s, 256: 8.8 s; the whole 10,000-VM run's remote phase
+        # (lab.bench_e2e) 44.0 s at 64, 36.8 s at 256. Threaded clients (paramiko, WinRM) use at most
+        # remote.MAX_THREADS threads whatever this says (past 64 threads only add GIL contention).
+        concurrency=node.get("concurrency", int, "an integer from 1 to 512", default=256, check=lambda v: 1 <= v <= 512),
         # Automatic (one process per 250 hosts, up to the cores): in the lab 2 processes took 16.8–21.7 s for
         # 1,000 guests against 17.9–21.1 s for 1, because the lab's SSH server (8 ms per guest) shares the same
         # 2 cores; against a real fleet the servers' CPU is elsewhere and each process bounds its share.

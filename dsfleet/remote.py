@@ -670,6 +670,12 @@ def validate(result: HostProbe, nsx: str) -> None:
 TARGETS_PER_PROCESS = 250  # below this a second process costs more (start-up, imports) than it saves
 
 
+# Threads for the hosts a thread pool probes (paramiko, WinRM), whatever remote.concurrency allows: measured
+# with paramiko on 1,000 lab guests, 64 threads 16.9 s at 13.3 ms of client CPU per guest, 128: 18.5 s / 15.1 ms,
+# 256: 30.0 s / 24.4 ms (more threads only contend for the GIL).
+MAX_THREADS = 64
+
+
 def processes_for(remote: RemoteAccess, count: int) -> int:
     """Worker processes for ``count`` targets: the inventory's number, or one per 250 up to the CPU count."""
     if remote.processes:
@@ -731,7 +737,7 @@ def _probe_threads(targets: list[ProbeTarget], remote: RemoteAccess, nsx: str, p
 
     loop_bound = max(1, concurrency * len(in_loop) // len(targets)) if in_loop else 0
     found: dict[tuple[str, str], HostProbe] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency - loop_bound, len(threaded))),
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency - loop_bound, len(threaded), MAX_THREADS)),
                             thread_name_prefix="probe") as pool:
         pending = pool.map(one, threaded)
         if in_loop:

@@ -1,7 +1,7 @@
 """Benchmark: the guest-driver probes on 1,000 lab guests, sequential against the concurrent gatherer.
 
     .venv/bin/python -m lab.bench_remote [--hosts 5] [--vms-per-host 200] [--latency-ms 100]
-                                         [--sequential-sample 50] [--concurrency 64]
+                                         [--sequential-sample 50] [--concurrency 256]
 
 Every guest answers `chcp`, `sc query vsepflt` and `sc query vmci` over SSH with the latency injected per
 command. The sequential run probes a sample and is extrapolated linearly (the output says so); the concurrent
@@ -61,7 +61,7 @@ def main() -> int:
     parser.add_argument("--vms-per-host", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--sequential-sample", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--ssh-client", choices=("asyncssh", "paramiko"), default="asyncssh")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="the event loop of the asyncssh client and of the lab's SSH server")

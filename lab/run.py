@@ -286,7 +286,7 @@ class Lab:
             "nsx": {"type": self.fleet.nsx, "url": self.nsx_url, "user": NSX_USER, "password_env": ENV_NSX_PASSWORD,
                     "tls": {"verify": True, "ca_bundle": "ca.pem"}},
             "remote": {
-                "known_hosts": "known_hosts", "ssh_config": "ssh_config", "concurrency": 64,
+                "known_hosts": "known_hosts", "ssh_config": "ssh_config",
                 "connect_timeout_s": 5, "command_timeout_s": 5,
                 "esxi": {"user": "root", "port": SSH_PORT, "key_file": "client_key"},
                 "dsva": {"user": "dsva", "port": SSH_PORT, "key_file": "client_key"},

@@ -155,7 +155,7 @@ def test_remote_defaults_verify_host_keys(tmp_path: Path) -> None:
     data = minimal()
     data["remote"] = {"windows": {"transport": "winrm", "user": "a", "password_env": "P"}}
     inv = inventory.load(write(tmp_path, data))
-    assert inv.remote is not None and inv.remote.verify_host_keys and inv.remote.concurrency == 64
+    assert inv.remote is not None and inv.remote.verify_host_keys and inv.remote.concurrency == 256
     assert str(inv.remote.known_hosts).endswith(".ssh/known_hosts") and inv.remote.roles["windows"].address == "ip"
     data["remote"]["verify_host_keys"] = False
     assert "SSH host keys" in " ".join(inventory.load(write(tmp_path, data)).tls_exceptions)
