@@ -13,7 +13,7 @@ from typing import Callable
 
 from .errors import InputError
 from .buildpolicy import platform_column
-from .remote import ProbeTarget
+from .allowlist import ProbeTarget
 from .join import names_of
 from .snapshot import DsmComputer, Event, HostProbe, RelayGroupFacts, Snapshot, SourceProbe, VcHost, VcVm
 from .snapshot import NsxFacts, NsxGroup, NsxVm

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .fleet import Fleet, Target, Unavailable
 from .parsers import UnexpectedOutput, parse_agent_state, parse_init_status, parse_sc_query, parse_service_status
-from .remote import DRIVERS, MUX
+from .allowlist import DRIVERS, MUX
 from .snapshot import DsmComputer, VcVm
 
 ENGINE_OFFLINE = "anti-malware engine offline"

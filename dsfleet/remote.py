@@ -3,7 +3,7 @@
 SSH uses testinfra's paramiko backend, extended with what a compliance run needs: host keys verified
 against a known_hosts file (unknown or changed keys are refused), connect and per-command timeouts,
 no agent or stray keys. Windows guests may use testinfra's WinRM backend instead. Only the commands in
-:data:`COMMANDS` can be run, each checked before any starts. Every host ends in one :class:`HostProbe` whose
+:data:`dsfleet.allowlist.COMMANDS` can be run, each checked before any starts. Every host ends in one :class:`HostProbe` whose
 status says what happened.
 
 Over SSH a host's commands run together on its one connection, a channel each (its server must allow that many
@@ -53,40 +53,9 @@ from .sshasync import Raw
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 from .winready import CERTUTIL_ROOT, HOTFIX, parse_certutil_store, parse_hotfixes
 
-MUX = {"nsx-v": "vShield-Endpoint-Mux", "nsx-t": "nsx-context-mux"}
-DRIVERS = ("vsepflt", "vmci")
-# The allowlist: every command the suite may run, by role. All are read-only status queries.
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "windows": ("chcp", *(f"sc query {d}" for d in DRIVERS)),  # chcp: the code page the others are written in
-    "dsva": ("service ds_agent status", "/opt/ds_agent/dsa_query -c GetAgentStatus", "rpm -q ds_agent"),
-    "esxi:nsx-v": (f"/etc/init.d/{MUX['nsx-v']} status",),
-    "esxi:nsx-t": (f"/etc/init.d/{MUX['nsx-t']} status",),
-    "relay": (),  # the relay's commands are the update-source probe, built per run (updatepath.relay_command)
-    # Windows computers with an agent or relay (WIN-001): the trusted roots and installed updates, read only.
-    "windows_agent": ("chcp", CERTUTIL_ROOT, HOTFIX),
-}
-ALLOWED = frozenset(c for commands in COMMANDS.values() for c in commands)
-
-
-def is_allowed(command: str) -> bool:
-    """A fixed status command, or the relay's curl probe built by updatepath.relay_command (GET only)."""
-    from .updatepath import CURL_COMMAND
-
-    return command in ALLOWED or bool(CURL_COMMAND.match(command))
-
-
-def commands_for(role: str, nsx: str) -> tuple[str, ...]:
-    return COMMANDS[f"esxi:{nsx}" if role == "esxi" else role]
-
-
-@dataclass(frozen=True)
-class ProbeTarget:
-    role: str
-    key: str
-    name: str
-    address: str | None
-    skip_reason: str | None = None  # set: the host is not contacted, and this says why
-    commands: tuple[str, ...] = ()  # instead of the role's fixed commands (the relay's curl probe)
+# What may be asked, of which host: dsfleet.allowlist (re-exported here for the transport's callers).
+from .allowlist import ALLOWED as ALLOWED, COMMANDS as COMMANDS, DRIVERS as DRIVERS, MUX as MUX
+from .allowlist import ProbeTarget as ProbeTarget, commands_for as commands_for, is_allowed as is_allowed
 
 
 KnownHosts = dict[str, dict[str, paramiko.PKey]]  # "[host]:port" or host (or a |1|salt|hash) → key type → key

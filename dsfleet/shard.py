@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .errors import InputError
 from .fleet import Fleet, Target
-from .remote import ProbeTarget
+from .allowlist import ProbeTarget
 
 KINDS = ("vcenter", "cluster", "hash")
 _HASH = re.compile(r"^([1-9][0-9]*)/([1-9][0-9]*)$")

@@ -7,7 +7,7 @@ from dsfleet.fleet import Fleet, Target
 from dsfleet.isolation import driver_states, isolate
 from dsfleet.parsers import parse_agent_state, parse_init_status, parse_rpm_query, parse_service_status
 from dsfleet.pytest_plugin import agent_build_of, expect, no_evidence, not_applicable
-from dsfleet.remote import MUX
+from dsfleet.allowlist import MUX
 from dsfleet.snapshot import HostProbe
 
 
