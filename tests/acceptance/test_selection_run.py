@@ -101,6 +101,12 @@ def test_k_selects_objects_as_if_each_were_an_item(start_lab: Any, tmp_path: Pat
     objects = {r["object"] for r in run.results}
     assert {r["check"] for r in run.results} == {"PRT-002"} and "WIN-02-01@esx-02" in objects
     assert not any(o.startswith("WIN-01-0") for o in objects)
+    # --deselect takes a result's node id.
+    row = "tests_fleet/test_protection.py::test_anti_malware_engine_online[PRT-002:WIN-02-01@esx-02]"
+    run = run_suite(tmp_path / "d", "--inventory", str(lab.inventory_path), "-k", "PRT-002", "--deselect", row,
+                    env=lab.env)
+    objects = {r["object"] for r in run.results}
+    assert "WIN-02-01@esx-02" not in objects and "WIN-02-02@esx-02" in objects
     # -x stops at the first finding, whichever object it is.
     run = run_suite(tmp_path / "x", "--inventory", str(lab.inventory_path), "-x", "-k", "PRT-002", env=lab.env)
     assert [r["outcome"] for r in run.results].count("fail") == 1
