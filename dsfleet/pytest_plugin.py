@@ -17,7 +17,7 @@ from .versions import Build
 
 # The run's glue (session fixtures, fan-out, report hooks): registered with this plugin, so an installed dsfleet
 # works from any folder (pytest --pyargs dsfleet.checks --inventory FILE).
-pytest_plugins = ["dsfleet.fixtures.session", "dsfleet.fixtures.rows", "dsfleet.fixtures.report",
+pytest_plugins = ["dsfleet.fixtures.session", "dsfleet.fixtures.report", "dsfleet.fixtures.rows",
                   "dsfleet.fixtures.junit"]
 
 # Where expect() and no_evidence() write the observed and required texts of the object being judged: dsfleet's
