@@ -216,7 +216,7 @@ def _value(val: ElementTree.Element, where: str) -> Any:
         except ValueError:
             pass
     elif local == "ManagedObjectReference":
-        if text:
+        if text and val.get("type"):  # pyvmomi refuses a reference without its type too
             return Ref(val.get("type") or "", text)
     elif _is_enum(local):
         return text
@@ -231,8 +231,9 @@ def _object_content(elem: ElementTree.Element) -> ObjectContent:
     missing: list[ElementTree.Element] = []
     for child in elem:
         if child.tag == _OBJ:
-            if not child.text:
-                raise GatherError("an object in the answer has an empty reference")
+            if not child.text or not child.get("type"):
+                raise GatherError(f"an object in the answer has an incomplete reference (type {child.get('type')!r}, "
+                                  f"id {child.text!r})")
             ref = Ref(child.get("type") or "", child.text)
         elif child.tag == _PROPSET:
             props.append(child)
@@ -258,6 +259,8 @@ def _object_content(elem: ElementTree.Element) -> ObjectContent:
                 value = part
         if not name:
             raise GatherError(f"{ref.type} {ref.moid}: a property without a name")
+        if name in content.props:  # which of two values is the host's? neither is evidence
+            raise GatherError(f"{ref.type} {ref.moid}: property {name} answered twice")
         content.props[name] = None if value is None else _value(value, f"{ref.type} {ref.moid} {name}")
     return content
 
@@ -277,7 +280,7 @@ def parse_result(chunks: Iterable[bytes], method: str) -> RetrieveResult:
         # expat may hold back the end of the document until it knows no more comes (reparse deferral).
         parser.close()
         reader.take(parser)
-    except ElementTree.ParseError as err:
+    except (ElementTree.ParseError, LookupError, ValueError) as err:  # bad XML, or an encoding it names wrongly
         raise GatherError(f"{method}: the answer is not well-formed XML ({err})") from None
     return reader.result()
 
@@ -629,6 +632,8 @@ def facts_from_objects(name: str, objects: Iterable[ObjectContent]) -> tuple[lis
             raw_hosts.append(obj)
         elif obj.ref.type == "VirtualMachine":
             raw_vms.append(obj)
+        else:  # the view holds only these three: anything else is an answer to another question
+            raise GatherError(f"{obj.ref.type} {obj.ref.moid}: not a host, VM or cluster, which is all that was asked")
     hosts = []
     for obj in raw_hosts:
         p, ref = obj.props, obj.ref
@@ -643,6 +648,8 @@ def facts_from_objects(name: str, objects: Iterable[ObjectContent]) -> tuple[lis
     for obj in raw_vms:
         p, ref = obj.props, obj.ref
         host = _ref(p, "runtime.host", ref)
+        if host is not None and host.type != "HostSystem":
+            raise GatherError(f"{ref.type} {ref.moid} runtime.host: expected a HostSystem, got {host.type} {host.moid}")
         vm_name = _text(p, "name", ref)
         vms.append(VcVm(
             key=f"{name}/{ref.moid}", name=ref.moid if vm_name is None else vm_name,

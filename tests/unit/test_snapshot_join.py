@@ -168,10 +168,16 @@ def test_facts_from_objects_tolerates_missing_properties() -> None:
     assert vms[0].host_key == "vc/host-1" and vms[0].power_state is None and vms[0].tools_running is None
 
 
-def test_facts_from_objects_refuses_a_property_of_the_wrong_kind() -> None:
-    objects = [vcenter.ObjectContent(ref("VirtualMachine", "vm-1"), {"name": "W", "runtime.host": "host-1"})]
-    with pytest.raises(GatherError, match="vm-1 runtime.host: expected a managed object reference"):
-        vcenter.facts_from_objects("vc", objects)
+@pytest.mark.parametrize("obj,reason", [
+    (vcenter.ObjectContent(ref("VirtualMachine", "vm-1"), {"name": "W", "runtime.host": "host-1"}),
+     "vm-1 runtime.host: expected a managed object reference"),
+    (vcenter.ObjectContent(ref("VirtualMachine", "vm-1"), {"runtime.host": ref("Datastore", "ds-1")}),
+     "vm-1 runtime.host: expected a HostSystem, got Datastore ds-1"),
+    (vcenter.ObjectContent(ref("Datastore", "ds-1"), {"name": "d"}), "Datastore ds-1: not a host, VM or cluster"),
+])
+def test_facts_from_objects_refuses_a_property_of_the_wrong_kind(obj: Any, reason: str) -> None:
+    with pytest.raises(GatherError, match=reason):
+        vcenter.facts_from_objects("vc", [obj])
 
 
 ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
@@ -237,6 +243,14 @@ def test_parse_result_of_an_empty_answer_and_of_a_continuation() -> None:
     (answer("", "RetrieveProperties"), "holds no RetrievePropertiesExResponse"),
     (answer('<objects><obj type="HostSystem">host-1</obj></objects><returnval></returnval>'), "objects outside"),
     (answer('<returnval><token>a</token><token>b</token></returnval>'), "a second or an empty token"),
+    # A reference without its type (pyvmomi's own reader refuses it too) would drop the object or its link.
+    (answer('<returnval><objects><obj>vm-1</obj></objects></returnval>'), "an incomplete reference"),
+    (answer('<returnval><objects><obj type="VirtualMachine">vm-1</obj>'
+            + prop("runtime.host", "ManagedObjectReference", "host-1") + "</objects></returnval>"),
+     "'host-1' is not a valid ManagedObjectReference"),
+    (answer('<returnval><objects><obj type="VirtualMachine">vm-1</obj>' + prop("name", "xsd:string", "a")
+            + prop("name", "xsd:string", "b") + "</objects></returnval>"), "property name answered twice"),
+    (answer("").replace(b'encoding="UTF-8"', b'encoding="no-such-codec"'), "not well-formed XML"),
 ])
 def test_parse_result_refuses_what_it_cannot_read(data: bytes, reason: str) -> None:
     with pytest.raises(GatherError, match=re.escape(reason)):
