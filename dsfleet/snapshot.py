@@ -352,8 +352,9 @@ class Snapshot:
     def to_json(self) -> str:
         # json's C encoder, each dataclass handed over as a shallow dict: dataclasses.asdict deep-copies every
         # object first, and an indent makes json fall back to its pure-Python encoder (4.9 s at 10,000 VMs, now
-        # 0.9 s). One line, keys sorted: `jq . snapshot.json` shows it indented.
-        return json.dumps(self, default=_fields_of, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        # 0.9 s). One line, keys sorted: `jq . snapshot.json` shows it indented. ASCII with \u escapes: a lone
+        # surrogate a source sent (valid in JSON) is kept as it came instead of failing the UTF-8 encoding.
+        return json.dumps(self, default=_fields_of, sort_keys=True, separators=(",", ":"))
 
     def write(self, path: Path) -> str:
         """Write the snapshot; return its SHA-256 (shown in the report so it can be re-verified)."""
