@@ -29,7 +29,6 @@ import time
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Callable
 
@@ -396,11 +395,15 @@ def console_codec(code_page: int) -> str | None:
         return None
 
 
-def _decode(data: bytes, codec: str, notes: list[str]) -> str:
-    """Text in the console's code page; bytes that are not valid in it become U+FFFD, and a note says so."""
+def _decode(data: bytes, codec: str | None, notes: list[str]) -> str:
+    """Text in a Windows console's code page (bytes not valid in it become U+FFFD, and a note says so), or in
+    UTF-8 for a host with no code page (Linux, ESXi), where bytes that are not UTF-8 are unexpected output: a
+    replaced byte could be the one a build number or state is read from."""
     try:
-        return data.decode(codec)
+        return data.decode(codec or "utf-8")
     except UnicodeDecodeError as err:
+        if codec is None:
+            raise UnexpectedOutput(f"output not valid UTF-8 ({err.reason} at byte {err.start})") from None
         notes.append(f"output not valid {codec} ({err.reason} at byte {err.start}), decoded with replacement")
         return data.decode(codec, errors="replace")
 
@@ -489,13 +492,17 @@ def _checked_commands(target: ProbeTarget, nsx: str) -> tuple[str, ...]:
 def _record(result: HostProbe, raw: list[Raw], nsx: str) -> None:
     """The outputs as text (a Windows guest's in its console code page, from its chcp), then validated."""
     notes: list[str] = []  # how output was decoded, when not as the host wrote it
-    codec = "utf-8"
+    codec: str | None = None  # a Windows console's, from its chcp; None: the host writes UTF-8 (Linux, ESXi)
     try:
         for command, rc, stdout_bytes, stderr_bytes, seconds in raw:
             if command == "chcp":
                 codec = _chcp_codec(stdout_bytes, notes)
-            result.outputs.append(CommandOutput(command=command, rc=rc, stdout=_decode(stdout_bytes, codec, notes),
-                                                stderr=_decode(stderr_bytes, codec, notes), seconds=round(seconds, 3)))
+            try:
+                stdout, stderr = _decode(stdout_bytes, codec, notes), _decode(stderr_bytes, codec, notes)
+            except UnexpectedOutput as err:
+                raise UnexpectedOutput(f"{command}: {err}") from None
+            result.outputs.append(CommandOutput(command=command, rc=rc, stdout=stdout, stderr=stderr,
+                                                seconds=round(seconds, 3)))
             if rc < 0:  # both clients' "no exit-status came": the output may be cut, so it is not evidence
                 raise UnexpectedOutput(f"{command}: no exit status (the command was killed on the host, or its "
                                        f"channel closed before it finished)")
@@ -508,11 +515,11 @@ def _record(result: HostProbe, raw: list[Raw], nsx: str) -> None:
 def probe(target: ProbeTarget, access: RoleAccess | None, remote: RemoteAccess, nsx: str,
           password: str | None) -> HostProbe:
     """Run the role's allowlisted commands on one host; never raises."""
-    if access is not None and access.transport == "ssh" and remote.ssh_client == "asyncssh":
-        return sshasync.run(_AsyncProbes(remote, nsx).probe(target, access, password))
     result = _begin(target, access)
     if result.status != "ok" or access is None:
-        return result
+        return result  # not contacted: no connection, no event loop
+    if access.transport == "ssh" and remote.ssh_client == "asyncssh":
+        return sshasync.run(_AsyncProbes(remote, nsx).probe(target, access, password))
     started = time.monotonic()
     backend = None
     stage, command = "connect", None
@@ -544,26 +551,33 @@ class _AsyncProbes:
 
     def __init__(self, remote: RemoteAccess, nsx: str) -> None:
         self.remote, self.nsx = remote, nsx
+        self.setup_error: Exception | None = None
+        self.lookup: Any = None
         path = str(remote.known_hosts or "")
-        known = (_known_blobs(path, os.path.getmtime(path) if os.path.isfile(path) else 0.0)
-                 if remote.verify_host_keys else None)
+        try:
+            known = (_known_blobs(path, os.path.getmtime(path) if os.path.isfile(path) else 0.0)
+                     if remote.verify_host_keys else None)
+            self.lookup = _ssh_config(str(remote.ssh_config)).lookup if remote.ssh_config else None
+        except Exception as err:  # noqa: BLE001 - an unreadable known_hosts or ssh_config: every host says why
+            known, self.setup_error = None, err
         self.ssh = sshasync.AsyncSsh(remote, known)
-        self.lookup = _ssh_config(str(remote.ssh_config)).lookup if remote.ssh_config else None
 
     async def probe(self, target: ProbeTarget, access: RoleAccess, password: str | None) -> HostProbe:
         result = _begin(target, access)
         if result.status != "ok":
             return result
         started = time.monotonic()
-        stage, command = "connect", None
+        command = None
         try:
+            if self.setup_error is not None:
+                raise self.setup_error  # recorded per host, as the paramiko path records it
             commands = _checked_commands(target, self.nsx)
             where = sshasync.endpoint(target.address or "", access, self.remote, self.lookup)
             _record(result, await self.ssh.run(where, password, commands), self.nsx)
         except sshasync.CommandFailed as err:
             result.status, result.reason = _classify(err.error, "command", self.remote, err.command)
         except Exception as err:  # noqa: BLE001 - every failure becomes the recorded reason
-            result.status, result.reason = _classify(err, stage, self.remote, command)
+            result.status, result.reason = _classify(err, "connect", self.remote, command)
         result.seconds = round(time.monotonic() - started, 3)
         return result
 

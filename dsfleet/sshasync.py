@@ -293,7 +293,9 @@ class AsyncSsh:
                 conn = await asyncssh.connect(
                     endpoint.hostname, endpoint.port, sock=sock, options=self._base, client_factory=lambda: client,
                     username=endpoint.user, password=password, client_keys=self._client_keys(endpoint.key_file),
-                    server_host_key_algs=_host_key_algs(known) if known else (),
+                    # Plain host-key algorithms always (asyncssh's own default asks for certificates first, which
+                    # _Client does not judge: a host with a certificate would be refused with verification off).
+                    server_host_key_algs=_host_key_algs(known),
                     proxy_command=endpoint.proxy_command or ())
         except TimeoutError:
             _close(sock)

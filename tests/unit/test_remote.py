@@ -303,3 +303,36 @@ def test_ssh_config_is_read_once_per_version_and_asks_for_the_local_user_only_wh
     path.write_text("Host esx-7\n    HostName 10.1.1.7\n")
     os.utime(path, (1, 1))  # a new version of the file
     assert remote_mod._ssh_config(str(path)).lookup("esx-7")["hostname"] == "10.1.1.7"
+
+
+def test_a_linux_hosts_output_that_is_not_utf8_is_unexpected_not_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No chcp on a DSVA: a replaced byte could be the one a build number is read from.
+    monkeypatch.setitem(remote_mod.FACTORIES, "fake", FakeWindows)
+    monkeypatch.setattr(FakeWindows, "outputs", {
+        "service ds_agent status": (0, b"ds_agent is running\n"),
+        "/opt/ds_agent/dsa_query -c GetAgentStatus": (0, b"AgentStatus.agentState: green\n"),
+        "rpm -q ds_agent": (0, b"ds_agent-20.0.0-8438\xff.el7.x86_64\n")})
+    access = RoleAccess(role="dsva", transport="fake", user="dsva", port=None, password_env="X", key_file=None,
+                        address="ip")
+    result = probe(ProbeTarget("dsva", "vc/vm-9", "DSVA", "10.0.0.9"), access, remote(), "nsx-t", "pw")
+    assert result.status == "unexpected output"
+    assert (result.reason or "").startswith("rpm -q ds_agent: output not valid UTF-8 (invalid start byte at byte 20)")
+
+
+def test_an_unreadable_known_hosts_is_each_hosts_error_with_asyncssh(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("10.0.0.1 ssh-ed25519 not-base64!!\n")
+    access = RoleAccess(role="esxi", transport="ssh", user="root", port=22, password_env=None, key_file=None,
+                        address="ip")
+    result = probe(ProbeTarget("esxi", "vc/host-1", "esx-01", "10.0.0.1"), access,
+                   remote(ssh_client="asyncssh", known_hosts=known), "nsx-t", None)  # never raises
+    assert result.status == "error" and (result.reason or "").startswith("InvalidHostKey: ")  # as paramiko says it
+
+
+def test_a_host_that_is_not_contacted_starts_no_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote_mod.sshasync, "run", lambda coro: pytest.fail("an event loop for a skipped host"))
+    access = RoleAccess(role="windows", transport="ssh", user="Administrator", port=None, password_env="X",
+                        key_file=None, address="ip")
+    skipped = probe(ProbeTarget("windows", "vc/vm-1", "W", None, "the VM is suspended"), access,
+                    remote(ssh_client="asyncssh"), "nsx-t", "pw")
+    assert skipped.status == "not probed"

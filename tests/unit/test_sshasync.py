@@ -15,7 +15,7 @@ import pytest
 
 from dsfleet.inventory import RemoteAccess, RoleAccess
 from dsfleet.remote import _ssh_config
-from dsfleet.sshasync import _algorithms, _Corked, _host_key_algs, _literal, endpoint, lean_connection
+from dsfleet.sshasync import AsyncSsh, _algorithms, _Corked, _host_key_algs, _literal, endpoint, lean_connection
 
 
 def remote(ssh_config: Path | None = None) -> RemoteAccess:
@@ -139,3 +139,40 @@ def test_asyncssh_records_are_still_written_when_their_level_is_enabled(caplog: 
         log.debug1("not at INFO")
     assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncssh")] == [
         "[conn=1] Connected to 10.0.0.5, port 22"]
+
+
+def test_a_host_presenting_a_certificate_is_read_with_verification_off() -> None:
+    # asyncssh's own default asks for certificate algorithms first, which the client's key check does not judge:
+    # the plain key algorithms are always asked for (paramiko reads such a host too).
+    async def main() -> list[Any]:
+        host_key, ca = asyncssh.generate_private_key("ssh-ed25519"), asyncssh.generate_private_key("ssh-ed25519")
+        cert = ca.generate_host_certificate(host_key, "esx-01", principals=["127.0.0.1"])
+
+        class Server(asyncssh.SSHServer):
+            def begin_auth(self, username: str) -> bool:
+                return True
+
+            def password_auth_supported(self) -> bool:
+                return True
+
+            def validate_password(self, username: str, password: str) -> bool:
+                return password == "pw"
+
+        def answer(process: Any) -> None:
+            process.stdout.write(b"nsx-context-mux is running\n")
+            process.exit(0)
+
+        server = await asyncssh.create_server(Server, "127.0.0.1", 0, server_host_keys=[(host_key, cert)],
+                                              process_factory=answer, encoding=None)
+        port = server.sockets[0].getsockname()[1]
+        access = RemoteAccess(concurrency=8, processes=1, connect_timeout_s=5.0, command_timeout_s=5.0,
+                              verify_host_keys=False, known_hosts=Path("/nonexistent"), ssh_config=None, roles={})
+        where = endpoint("127.0.0.1", RoleAccess(role="esxi", transport="ssh", user="root", port=port,
+                                                  password_env="P", key_file=None, address="ip"), access, None)
+        try:
+            return await AsyncSsh(access, None).run(where, "pw", ("/etc/init.d/nsx-context-mux status",))
+        finally:
+            server.close()
+
+    ((command, rc, stdout, _stderr, _seconds),) = asyncio.run(main())
+    assert (command, rc, stdout) == ("/etc/init.d/nsx-context-mux status", 0, b"nsx-context-mux is running\n")
