@@ -100,6 +100,9 @@ class _Record:
 
     def text(self, path: str) -> str | None:
         value: str | None = self._scalar(path, str, "a string")
+        if value is not None and not _is_text(value):
+            self._note(path, "text (it holds a lone UTF-16 surrogate, which no report can write)", value)
+            return None
         return value
 
     def integer(self, path: str) -> int | None:
@@ -110,7 +113,7 @@ class _Record:
         value = self._get(path)
         if value is None:
             return []
-        if isinstance(value, list) and all(isinstance(i, str) for i in value):
+        if isinstance(value, list) and all(isinstance(i, str) and _is_text(i) for i in value):
             return list(value)
         self._note(path, "a list of strings", value)
         return []
@@ -128,6 +131,17 @@ class _Record:
             self._note(path, "a list of objects", value)
             return []
         return [_Record(item, self.id, f"{self.prefix}{path}[{i}].", self.problems) for i, item in enumerate(value)]
+
+
+def _is_text(value: str) -> bool:
+    """Text UTF-8 can hold: JSON may carry a lone surrogate ("\\ud800"), which json.loads keeps as it came."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def computer_from_api(raw: Any, position: int) -> DsmComputer:

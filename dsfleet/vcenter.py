@@ -421,7 +421,7 @@ class RawCollector:
             elif response.status == 500:
                 try:
                     fault = SoapResponseDeserializer(stub).Deserialize(b"".join(_body(response)), info.result)
-                except ExpatError as err:
+                except (ExpatError, LookupError, ValueError) as err:
                     raise GatherError(f"{method}: HTTP 500 from the vCenter, and no SOAP fault ({err})") from None
                 if isinstance(fault, BaseException):
                     raise fault

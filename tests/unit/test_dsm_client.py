@@ -333,6 +333,18 @@ def test_a_bad_field_keeps_the_good_ones_and_is_named(field: str, value: Any, pr
     assert c.host_name == "web-07" and c.am_state == "on"  # the rest of the record survives
 
 
+def test_a_lone_surrogate_the_json_carried_is_a_bad_field_not_a_crash_at_writing() -> None:
+    raw = json.loads(json.dumps(GOOD).replace('"20.0.1-1234"', '"20.0.1-\\ud800"').replace(
+        '"Anti-Malware Engine Offline"', '"Engine \\udfff"'))
+    c = computer_from_api(raw, 1)
+    assert c.agent_version is None and c.appliance_messages == []
+    assert c.problems == [
+        "DSM computer 7: agentVersion: expected text (it holds a lone UTF-16 surrogate, which no report can write), "
+        "got '20.0.1-\\ud800'",
+        "DSM computer 7: computerStatus.applianceStatusMessages: expected a list of strings, got ['Engine \\udfff']"]
+    assert all(p.encode("utf-8") for p in c.problems)  # the notes themselves can be written
+
+
 def test_a_bad_parent_object_is_named_once() -> None:
     c = computer_from_api(dict(GOOD, computerStatus=["online"]), 1)
     assert c.problems == ["DSM computer 7: computerStatus: expected an object, got ['online']"]

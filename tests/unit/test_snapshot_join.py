@@ -54,6 +54,14 @@ def test_round_trip(tmp_path: Path) -> None:
     assert loaded == snap and sha == sha2
 
 
+def test_round_trip_of_what_a_source_may_send_in_json(tmp_path: Path) -> None:
+    # A lone surrogate is valid in a JSON answer (json.loads keeps it): the snapshot keeps it, as sent.
+    snap = replace(sample(), dsm=replace(sample().dsm, computers=[replace(computer(1, "WIN-1", "U1"),
+                                                                          host_name="a\ud800b 日本")]))
+    snap.write(tmp_path / "s.json")
+    assert snapshot.load(tmp_path / "s.json")[0] == snap
+
+
 @pytest.mark.parametrize("edit,field,expected", [
     (lambda d: d.update(schema="other"), "schema", "'dsfleet-snapshot'"),
     (lambda d: d.update(version=99), "version", "1 (this dsfleet reads snapshot version 1)"),
