@@ -118,12 +118,19 @@ def _checks(block: Any, file: str) -> dict[str, dict[str, str]]:
 
 
 def _expand(r: dict[str, Any], info: dict[str, str]) -> None:
-    """A result as version 2 wrote it and as a run holds it: with its check's text (references, not copies)."""
+    """A result as version 2 wrote it and as a run holds it: with its check's text (references, not copies),
+    unless it carries its own (see write_results)."""
+    if "remediation" in r:
+        return  # written whole
     for key, name in PER_RESULT.items():
         r[key] = info[name]
-    remedy = r.get("remedy") or ""
-    r["remediation"] = (" ".join(x for x in (remedy, info["remediation"]) if x)
-                        if r["outcome"] in FAILING else "")
+    r["remediation"] = remediation(r.get("remedy") or "", info["remediation"], r["outcome"])
+
+
+def remediation(remedy: str, guidance: str, outcome: str) -> str:
+    """A result's remediation: its object's own fix, then the check's general guidance; none for a result that
+    needs no fix."""
+    return " ".join(x for x in (remedy, guidance) if x) if outcome in FAILING else ""
 
 
 def write_results(path: Path, doc: dict[str, Any]) -> None:
@@ -149,7 +156,11 @@ def write_results(path: Path, doc: dict[str, Any]) -> None:
             out.write(f' "checks": {encode(dict(sorted(checks.items())))},\n')
         out.write(' "results": [')
         for i, r in enumerate(rows):
-            own = {k: v for k, v in r.items() if k not in SHARED} if r["check"] in checks else r
+            # A result whose text differs from its check's first (a merge of shards run by other versions or in
+            # other languages) is written whole, so that reading it back gives each its own.
+            shared = checks.get(r["check"])
+            same = shared is not None and all(r.get(key) == shared[name] for key, name in PER_RESULT.items())
+            own = {k: v for k, v in r.items() if k not in SHARED} if same else r
             out.write(("\n  " if i == 0 else ",\n  ") + encode(own))
         out.write("\n ]\n}\n")
 

@@ -47,7 +47,8 @@ def read(folder: Path) -> ShardRun:
     results: list[dict[str, Any]] = doc["results"]
     for r in results:
         # The merged summary shows each check's title, remediation and source: a result without them (a
-        # version 3 file whose "checks" lacks its check) cannot be reported, so the set is refused.
+        # version 3 file whose "checks" lacks its check) cannot be reported, so the set is refused. (A baseline
+        # needs only check, object and outcome: load_doc reads one without them.)
         if not all(isinstance(r.get(key), str) for key in PER_RESULT):
             raise InputError(str(file), f"checks.{r['check']}", "the check's title, severity, source and "
                              "remediation (every check the results name)")
@@ -61,6 +62,9 @@ def check_set(runs: list[ShardRun]) -> None:
         if (run.shard.kind, run.shard.n) != (first.shard.kind, first.shard.n):
             raise InputError(str(run.folder), "shard", f"a shard of the same set as {first.folder} "
                              f"({first.shard.spec})", run.shard.spec)
+        if run.doc.get("lang") != first.doc.get("lang"):  # one run folder, one language in every report
+            raise InputError(str(run.folder), "lang", f"the language of {first.folder} ({first.doc.get('lang')})",
+                             run.doc.get("lang"))
     seen: dict[str, Path] = {}
     for run in runs:
         if run.shard.spec in seen:
@@ -127,7 +131,7 @@ def merge(out: Path, folders: list[Path], baseline: Path | None = None, fail_on:
     gaps = list(dict.fromkeys(g for run in runs for g in run.doc.get("evidence_gaps", [])))
     verdict = judge(rows)
     doc = {
-        **{k: v for k, v in first.items() if k != "checks"}, "version": RESULTS_VERSION, "shard": None, "snapshot": None, "snapshot_sha256": None,
+        **first, "version": RESULTS_VERSION, "shard": None, "snapshot": None, "snapshot_sha256": None,
         "shards": [{"shard": run.shard.spec, "folder": f"shards/{run.shard.folder}",
                     "snapshot_sha256": run.doc.get("snapshot_sha256"), "verdict": run.doc.get("verdict"),
                     "started_utc": run.doc.get("started_utc"), "finished_utc": run.doc.get("finished_utc")}

@@ -188,3 +188,20 @@ def test_the_ci_examples_list_a_complete_shard_set() -> None:
     for specs in (github["shard"], gitlab["DSFLEET_SHARD"]):
         shards = [shard.parse(s) for s in specs]
         assert sorted(s.spec for s in shards) == [f"hash:{k}/{len(specs)}" for k in range(1, len(specs) + 1)]
+
+
+def test_a_merge_refuses_shards_of_other_sets_twice_missing_or_in_another_language() -> None:
+    from dsfleet.merge import ShardRun, check_set
+
+    def run(spec: str, lang: str = "en") -> ShardRun:
+        return ShardRun(Path(f"/runs/{spec.replace(':', '-').replace('/', '-')}"), shard.parse(spec),
+                        {"lang": lang}, [])
+
+    check_set([run("hash:1/2"), run("hash:2/2")])
+    for runs, field, got in (([run("hash:1/2"), run("hash:2/3")], "shard", "'hash:2/3'"),
+                             ([run("hash:1/2"), run("hash:1/2")], "shard", "'hash:1/2'"),
+                             ([run("hash:1/2")], "shard", "['hash:1/2']"),
+                             ([run("hash:1/2"), run("hash:2/2", "ja")], "lang", "'ja'")):
+        with pytest.raises(InputError) as err:
+            check_set(runs)
+        assert f": {field}: expected " in str(err.value) and str(err.value).endswith(f"got {got}"), str(err.value)

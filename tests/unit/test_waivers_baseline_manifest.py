@@ -106,6 +106,15 @@ def test_results_json_writes_catalog_text_once_and_reads_back_the_same(tmp_path:
     assert load_results(path)[0] == rows  # every reader sees the results as the run held them
 
 
+def test_results_whose_check_text_differs_keep_their_own(tmp_path: Path) -> None:
+    # A merge of shards run by another version: the same check with two texts; neither is lost on the way.
+    other = dict(_run_result("BLD-001", "b", "fail"), title="タイトル", guidance="修正", remediation="修正")
+    rows = [_run_result("BLD-001", "a", "fail"), other]
+    path = tmp_path / "results.json"
+    write_results(path, {"schema": "dsfleet-results", "version": RESULTS_VERSION, "results": rows})
+    assert load_results(path)[0] == rows
+
+
 def test_a_version_2_baseline_still_loads_and_a_newer_one_fails_in_one_line(tmp_path: Path) -> None:
     # Last week's scheduled run wrote version 2: every result with its catalog text. It keeps gating.
     rows = [_run_result("BLD-001", "a", "fail", remedy="upgrade a")]
