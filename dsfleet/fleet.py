@@ -340,15 +340,20 @@ class Fleet:
                        if t.computer is not None and platform_column(t.computer.platform) == "windows"),
                       key=lambda t: t.object_id)
 
-    def windows_agent_targets(self, mode: str) -> list[ProbeTarget]:
+    def windows_agent_targets(self, mode: str,
+                              elsewhere: Callable[[Target], str | None] | None = None) -> list[ProbeTarget]:
         """Where to read each of them: by the DSM's hostName (the name the DSM reaches the agent by), or by
-        the guest IP of the VM it runs in. A computer that cannot be addressed is not contacted, with why."""
+        the guest IP of the VM it runs in. A computer that cannot be addressed is not contacted, with why; nor
+        is one ``elsewhere`` gives a reason for (another shard judges it)."""
         out = []
         for t in self.windows_agent_hosts():
             c = t.computer
             assert c is not None
             key = f"dsm/{c.id}"
-            if mode == "name":
+            reason = elsewhere(t) if elsewhere is not None else None
+            if reason is not None:
+                out.append(ProbeTarget("windows_agent", key, c.name, None, reason))
+            elif mode == "name":
                 out.append(ProbeTarget("windows_agent", key, c.name, c.host_name or None,
                                        None if c.host_name else "the DSM reports no hostName"))
             elif t.vm is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 import time
@@ -428,10 +427,10 @@ def relay_probes(inv: Inventory, snap: Snapshot, passwords: dict[str, str | None
         command = updatepath.relay_command(url, proxy, inv.update_source.timeout_s)
     except ValueError as err:
         return not_probed(str(err))
-    targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,)) for r in relays
-               if keep is None or keep(r)]
+    mine = [r for r in relays if keep is None or keep(r)]
+    targets = [remote_mod.ProbeTarget("relay", f"relay/{r}", r, r, commands=(command,)) for r in mine]
     out = [SourceProbe(origin=r, url=url, proxy=proxy, status="not probed", reason=_OTHER_SHARD)
-           for r in relays if keep is not None and not keep(r)]
+           for r in relays if r not in mine]
     for probe in remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline)):
         if probe.status != "ok":
             out.append(SourceProbe(origin=probe.name, url=url, proxy=proxy, status="not probed",
@@ -451,10 +450,8 @@ def windows_agent_probes(inv: Inventory, fleet: Fleet, passwords: dict[str, str 
     if inv.remote is None or access is None:
         return []
     try:
-        targets = fleet.windows_agent_targets(access.address)
-        if keep is not None:  # windows_agent_targets follows windows_agent_hosts one for one
-            targets = [t if keep(host) else dataclasses.replace(t, skip_reason=_OTHER_SHARD)
-                       for t, host in zip(targets, fleet.windows_agent_hosts(), strict=True)]
+        targets = fleet.windows_agent_targets(
+            access.address, None if keep is None else lambda host: None if keep(host) else _OTHER_SHARD)
     except Unavailable:
         return []
     return remote_mod.probe_all(targets, inv.remote, inv.nsx, passwords, _remaining(deadline))
