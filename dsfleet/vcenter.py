@@ -399,7 +399,8 @@ class RawCollector:
         request = stub.SerializeRequest(self.collector, info, args)
         for modify in stub.requestModifierList:
             request = modify(request)
-        # The headers pyvmomi's own InvokeMethod sends (session cookie, API version as the SOAP action).
+        # The headers pyvmomi's own InvokeMethod sends that the vCenter reads (session cookie, API version as the
+        # SOAP action, content type, the site's custom headers); its User-Agent is left out.
         headers = {"Cookie": stub.cookie, "SOAPAction": stub.versionId, "Content-Type": "text/xml; charset=UTF-8",
                    **(stub._customHeaders or {})}
         if stub._acceptCompressedResponses:
@@ -411,7 +412,7 @@ class RawCollector:
             conn.request("POST", stub.path, request, headers)
             response = conn.getresponse()
             cookie = response.getheader("Set-Cookie")
-            if cookie:  # as pyvmomi does: a renewed session cookie is the one to send from now on
+            if cookie:  # a renewed session cookie is the one to send from now on (as pyvmomi keeps it)
                 stub.cookie = cookie
                 session = SimpleCookie(cookie).get("vmware_soap_session")
                 if session is not None:
@@ -461,22 +462,16 @@ def _pyvmomi_value(val: Any, where: str) -> Any:
 class PyvmomiCollector:
     """The property collector's two paging calls answered through pyvmomi's own deserializer, converted to the
     records :func:`parse_result` gives. Slower; used when RawCollector cannot be (see :func:`collector_for`).
-
-    Its calls go through the stub, so a stub wrapped by :meth:`CallCounter.wrap` already counts them: pass
-    ``counter`` only for a stub that is not wrapped.
+    Its calls go through the stub, so a stub wrapped by :meth:`CallCounter.wrap` counts them.
     """
 
-    def __init__(self, collector: Any, counter: CallCounter | None = None) -> None:
-        self.collector, self.counter = collector, counter
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
 
     def RetrievePropertiesEx(self, specs: list[Any], options: Any) -> RetrieveResult | None:  # noqa: N802
-        if self.counter is not None:
-            self.counter.calls += 1
         return self._convert(self.collector.RetrievePropertiesEx(specs, options))
 
     def ContinueRetrievePropertiesEx(self, token: str) -> RetrieveResult | None:  # noqa: N802
-        if self.counter is not None:
-            self.counter.calls += 1
         return self._convert(self.collector.ContinueRetrievePropertiesEx(token))
 
     @staticmethod

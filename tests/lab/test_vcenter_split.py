@@ -38,8 +38,9 @@ def test_fast_read_matches_pyvmomis_deserializer(start_lab: Any, monkeypatch: py
     choose = vcenter.collector_for
 
     def recorded(stub: Any, collector: Any, counter: Any) -> vcenter.Collector:
-        chosen.append(type(choose(stub, collector, counter)).__name__)
-        return choose(stub, collector, counter)
+        made = choose(stub, collector, counter)
+        chosen.append(type(made).__name__)
+        return made
 
     monkeypatch.setattr(vcenter, "collector_for", recorded)
     fast = vcenter.gather(endpoint, password)

@@ -10,7 +10,7 @@ import zlib
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pytest
 from pyVmomi import vim
@@ -302,6 +302,8 @@ def test_ssl_context_verifies_unless_turned_off() -> None:
     assert vcenter.ssl_context(True, None).verify_mode is ssl.CERT_REQUIRED
     off = vcenter.ssl_context(False, None)
     assert off.verify_mode is ssl.CERT_NONE and not off.check_hostname
+
+
 class SoapServer:
     """A local HTTP endpoint that answers each POST with the next scripted (status, headers, body)."""
 
@@ -338,17 +340,32 @@ class SoapServer:
         return vcenter.RawCollector(stub, vmodl.query.PropertyCollector("propertyCollector", stub), counter)
 
 
+@pytest.fixture
+def soap_server() -> Iterator[Callable[[list[tuple[int, dict[str, str], bytes]]], SoapServer]]:
+    """SoapServer's factory; every server made is shut down after the test, whatever its outcome."""
+    made: list[SoapServer] = []
+
+    def make(answers: list[tuple[int, dict[str, str], bytes]]) -> SoapServer:
+        made.append(SoapServer(answers))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
 FAULT = ENVELOPE.format(
     '<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The object has already been deleted'
     '</faultstring><detail><ManagedObjectNotFoundFault xmlns="urn:vim25" xsi:type="ManagedObjectNotFound">'
     '<obj type="VirtualMachine">vm-1</obj></ManagedObjectNotFoundFault></detail></soapenv:Fault>').encode()
 
 
-def test_raw_collector_sends_pyvmomis_request_and_reads_the_answer() -> None:
+def test_raw_collector_sends_pyvmomis_request_and_reads_the_answer(soap_server: Any) -> None:
     from pyVmomi import vmodl
     page = answer('<returnval><token>t1</token><objects><obj type="HostSystem">host-1</obj>'
                   + prop("name", "xsd:string", "esx-01") + "</objects></returnval>")
-    server = SoapServer([(200, {"Content-Encoding": "gzip", "Set-Cookie": 'vmware_soap_session="s2"; Path=/; HttpOnly'},
+    server = soap_server([(200, {"Content-Encoding": "gzip", "Set-Cookie": 'vmware_soap_session="s2"; Path=/; HttpOnly'},
                           gzip.compress(page)),
                          (200, {}, answer("", "ContinueRetrievePropertiesEx"))])
     collector = server.collector()
@@ -365,7 +382,6 @@ def test_raw_collector_sends_pyvmomis_request_and_reads_the_answer() -> None:
     assert b"<RetrievePropertiesEx " in body and b"<maxObjects>10</maxObjects>" in body
     assert b"<ContinueRetrievePropertiesEx " in body2 and b">t1</token>" in body2
     assert collector.counter is not None and collector.counter.calls == 2
-    server.httpd.shutdown()
 
 
 @pytest.mark.parametrize("status,data,raised,reason", [
@@ -374,12 +390,12 @@ def test_raw_collector_sends_pyvmomis_request_and_reads_the_answer() -> None:
     (500, b"<html><p>Internal error</html>", "GatherError", "HTTP 500 from the vCenter, and no SOAP fault"),
     (503, b"busy", "HTTPException", "HTTP 503"),
 ])
-def test_raw_collector_raises_what_the_vcenter_answered(status: int, data: bytes, raised: str, reason: str) -> None:
-    server = SoapServer([(status, {}, data)])
+def test_raw_collector_raises_what_the_vcenter_answered(soap_server: Any, status: int, data: bytes, raised: str,
+                                                        reason: str) -> None:
+    server = soap_server([(status, {}, data)])
     with pytest.raises(Exception) as err:
         server.collector().ContinueRetrievePropertiesEx("t1")
     assert type(err.value).__name__.endswith(raised) and reason in (getattr(err.value, "msg", None) or str(err.value))
-    server.httpd.shutdown()
 
 
 def soap_stub() -> Any:
@@ -392,8 +408,6 @@ def test_collector_for_reads_raw_through_pyvmomis_soap_stub() -> None:
     stub = soap_stub()
     chosen = vcenter.collector_for(stub, vmodl.query.PropertyCollector("propertyCollector", stub), None)
     assert isinstance(chosen, vcenter.RawCollector)
-
-
 
 
 @pytest.mark.parametrize("missing", ["requestModifierList", "cookie", "_customHeaders", "_acceptCompressedResponses",
